@@ -1,0 +1,86 @@
+"""Fake (meta) kernels: output shapes, dtypes and strides without computing.
+
+For CPU tensors the CPU kernels run on fake tensors as they are, which gives
+exactly the strides the CPU path returns. For CUDA (and meta) tensors these
+functions state the layout the CUDA kernels produce:
+- conv_transpose3d_relu and the input gradient follow x's memory format
+  (channels_last_3d in, channels_last_3d out), like cuDNN's;
+- GroupNorm outputs (and so fused_forward's y) are contiguous, like PyTorch's
+  CUDA GroupNorm; h (saved for backward) is contiguous.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _checks, _cpu
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+
+def _empty(shape, like, dtype=None, channels_last=False):
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=dtype or like.dtype, device=like.device, memory_format=fmt)
+
+
+def conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups, allow_tf32=True):
+    if x.device.type == "cpu":
+        return _cpu.conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups)
+    shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                              "convt3d.conv_transpose3d_relu")
+    return _empty(shape, x, channels_last=_is_channels_last(x))
+
+
+def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_padding, dilation, groups, need_x_grad,
+                              need_weight_grad, need_bias_grad, allow_tf32=True):
+    if x.device.type == "cpu":
+        return _cpu.conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_padding, dilation, groups,
+                                              need_x_grad, need_weight_grad, need_bias_grad)
+    op = "convt3d.conv_transpose3d_backward"
+    shape = _checks.check_conv_transpose_args(x, weight, None, stride, padding, output_padding, dilation, groups, op)
+    _checks.check_float_tensor(grad_out, "grad_out", x, "x", op)
+    gx = _empty(x.shape, x, channels_last=_is_channels_last(x)) if need_x_grad else x.new_empty(0)
+    gw = _empty(weight.shape, x) if need_weight_grad else x.new_empty(0)
+    gb = _empty((shape[1],), x) if need_bias_grad else x.new_empty(0)
+    return gx, gw, gb
+
+
+def group_norm(x, weight, bias, num_groups, eps):
+    if x.device.type == "cpu":
+        return _cpu.group_norm(x, weight, bias, num_groups, eps)
+    op = "convt3d.group_norm"
+    _checks.check_group_norm_input(x, op)
+    _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
+    n = x.shape[0]
+    return (_empty(x.shape, x), _empty((n, num_groups), x, torch.float32), _empty((n, num_groups), x, torch.float32))
+
+
+def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, need_x_grad, need_weight_grad,
+                        need_bias_grad):
+    if x.device.type == "cpu":
+        return _cpu.group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, need_x_grad,
+                                        need_weight_grad, need_bias_grad)
+    op = "convt3d.group_norm_backward"
+    _checks.check_group_norm_input(x, op)
+    _checks.check_float_tensor(grad_y, "grad_y", x, "x", op)
+    c = x.shape[1]
+    pdtype = weight.dtype if weight is not None else x.dtype
+    gx = _empty(x.shape, x) if need_x_grad else x.new_empty(0)
+    gw = _empty((c,), x, pdtype) if need_weight_grad else x.new_empty(0, dtype=pdtype)
+    gb = _empty((c,), x, pdtype) if need_bias_grad else x.new_empty(0, dtype=pdtype)
+    return gx, gw, gb
+
+
+def fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups,
+                  eps, allow_tf32=True, save_for_backward=False):
+    if x.device.type == "cpu":
+        return _cpu.fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation,
+                                  groups, num_groups, eps, allow_tf32, save_for_backward)
+    op = "convt3d.fused_forward"
+    shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
+    _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
+    n = shape[0]
+    y = _empty(shape, x)
+    h = _empty(shape, x) if save_for_backward else x.new_empty(0)
+    return y, h, _empty((n, num_groups), x, torch.float32), _empty((n, num_groups), x, torch.float32)

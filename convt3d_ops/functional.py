@@ -1,0 +1,75 @@
+"""The Python API: thin wrappers over the convt3d ops.
+
+They accept ints or triples for the conv parameters (like torch.nn.functional),
+validate every argument up front (raising ``ArgumentError``, a ValueError and a
+RuntimeError), follow ``torch.backends.cudnn.allow_tf32`` for float32 inputs
+(PyTorch's precision policy for convolutions), and keep the tensors that
+backward needs only when autograd will need them.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import _checks
+
+__all__ = ["conv_transpose3d_relu", "group_norm", "fused_forward"]
+
+
+def _conv_params(stride, padding, output_padding, dilation, op):
+    return (_checks.triple(stride, "stride", op), _checks.triple(padding, "padding", op),
+            _checks.triple(output_padding, "output_padding", op), _checks.triple(dilation, "dilation", op))
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def conv_transpose3d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
+                          padding=0, output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
+    """relu(conv_transpose3d(x, weight, bias, ...)) in one kernel; arguments as torch.nn.functional.conv_transpose3d."""
+    op = "convt3d.conv_transpose3d_relu"
+    stride, padding, output_padding, dilation = _conv_params(stride, padding, output_padding, dilation, op)
+    _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
+    return torch.ops.convt3d.conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                                   torch.backends.cudnn.allow_tf32)
+
+
+def group_norm(x: torch.Tensor, num_groups: int, weight: Optional[torch.Tensor] = None,
+               bias: Optional[torch.Tensor] = None, eps: float = 1e-5,
+               return_stats: bool = False):
+    """GroupNorm of any (N, C, *) input, arguments as torch.nn.functional.group_norm.
+
+    With return_stats=True returns (y, mean, rstd), the statistics float32 of shape (N, num_groups)."""
+    op = "convt3d.group_norm"
+    _checks.check_group_norm_input(x, op)
+    _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
+    y, mean, rstd = torch.ops.convt3d.group_norm(x, weight, bias, num_groups, float(eps))
+    return (y, mean, rstd) if return_stats else y
+
+
+def fused_forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                  gn_weight: Optional[torch.Tensor] = None, gn_bias: Optional[torch.Tensor] = None, *, num_groups: int,
+                  eps: float = 1e-5, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1,
+                  return_stats: bool = False):
+    """group_norm(relu(conv_transpose3d(x, weight, bias, ...)), num_groups, gn_weight, gn_bias, eps).
+
+    With return_stats=True returns (y, mean, rstd) (GroupNorm statistics, float32, shape (N, num_groups))."""
+    op = "convt3d.fused_forward"
+    stride, padding, output_padding, dilation = _conv_params(stride, padding, output_padding, dilation, op)
+    shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
+    _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
+    y, _h, mean, rstd = torch.ops.convt3d.fused_forward(
+        x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups, float(eps),
+        torch.backends.cudnn.allow_tf32, _needs_grad(x, weight, bias, gn_weight, gn_bias))
+    return (y, mean, rstd) if return_stats else y
+
+
+def forward_path(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, output_padding=0, groups: int = 1,
+                 dilation=1) -> str:
+    """Which forward kernel runs for these arguments: "hopper", "portable" (CUDA) or "cpu"."""
+    op = "convt3d.forward_path"
+    stride, padding, output_padding, dilation = _conv_params(stride, padding, output_padding, dilation, op)
+    return torch.ops.convt3d.forward_path(x, weight, stride, padding, output_padding, dilation, groups,
+                                          torch.backends.cudnn.allow_tf32)

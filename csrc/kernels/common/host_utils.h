@@ -1,0 +1,107 @@
+// Host-side helpers shared by every op implementation: error checks, the
+// current stream, dtype names, small integer helpers. Stable ABI only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <torch/csrc/inductor/aoti_torch/c/shim.h>
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/ScalarType.h>
+#include <torch/headeronly/util/Exception.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace convt3d {
+
+using torch::stable::Tensor;
+using torch::headeronly::ScalarType;
+using IntList = torch::headeronly::HeaderOnlyArrayRef<int64_t>;
+
+#define CONVT3D_CUDA_CHECK(expr)                                                                   \
+  do {                                                                                              \
+    cudaError_t err__ = (expr);                                                                     \
+    STD_TORCH_CHECK(err__ == cudaSuccess, "convt3d: CUDA error ", cudaGetErrorString(err__), " at ", \
+                    __FILE__, ":", __LINE__);                                                       \
+  } while (0)
+
+// After a kernel launch: reports launch-configuration errors without a device sync.
+#define CONVT3D_CHECK_LAUNCH() CONVT3D_CUDA_CHECK(cudaGetLastError())
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// The stream PyTorch is using on x's device (never the legacy default stream).
+inline cudaStream_t current_stream(const Tensor& t) {
+  void* stream = nullptr;
+  STD_TORCH_CHECK(aoti_torch_get_current_cuda_stream(t.get_device_index(), &stream) == AOTI_TORCH_SUCCESS,
+                  "convt3d: could not get the current CUDA stream");
+  return static_cast<cudaStream_t>(stream);
+}
+
+inline const char* dtype_name(ScalarType t) {
+  switch (t) {
+    case ScalarType::Float: return "float32";
+    case ScalarType::Half: return "float16";
+    case ScalarType::BFloat16: return "bfloat16";
+    case ScalarType::Double: return "float64";
+    default: return "an unsupported dtype";
+  }
+}
+
+inline bool is_supported_float(ScalarType t) {
+  return t == ScalarType::Float || t == ScalarType::Half || t == ScalarType::BFloat16;
+}
+
+// Properties of a device, read once per device index.
+struct DeviceInfo {
+  int sm_count;
+  int major;
+  int minor;
+  int max_smem_optin;
+};
+const DeviceInfo& device_info(int device_index);
+
+// Raises a kernel's dynamic shared memory limit (host-only call, cheap; done at
+// every launch because the limit is per device and per kernel instantiation).
+template <typename Kernel>
+void set_dynamic_smem(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024)
+    CONVT3D_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+// An empty tensor on t's device: what a gradient that was not asked for returns.
+inline Tensor empty_on(const Tensor& like, ScalarType dtype) {
+  return torch::stable::new_empty(like, {0}, dtype);
+}
+
+inline Tensor empty_like_shape(const Tensor& like, IntList sizes, ScalarType dtype,
+                               bool channels_last = false) {
+  return torch::stable::empty(
+      sizes, dtype, std::nullopt, like.device(), std::nullopt,
+      channels_last ? std::optional<torch::headeronly::MemoryFormat>(torch::headeronly::MemoryFormat::ChannelsLast3d)
+                    : std::optional<torch::headeronly::MemoryFormat>(torch::headeronly::MemoryFormat::Contiguous));
+}
+
+// True when a 5-D tensor is laid out channels-last (NDHWC) and not plainly contiguous:
+// the same rule as Tensor.suggest_memory_format() for the 5-D case.
+inline bool is_channels_last_3d(const Tensor& t) {
+  if (t.dim() != 5 || t.is_contiguous()) return false;
+  const int64_t C = t.size(1), D = t.size(2), H = t.size(3), W = t.size(4);
+  const int64_t s[5] = {t.stride(0), t.stride(1), t.stride(2), t.stride(3), t.stride(4)};
+  // strides of a dense NDHWC tensor, ignoring dimensions of size 1
+  int64_t expect = 1;
+  const int order[5] = {1, 4, 3, 2, 0};
+  const int64_t sizes[5] = {t.size(0), C, D, H, W};
+  for (int i = 0; i < 5; ++i) {
+    const int d = order[i];
+    if (sizes[d] != 1 && s[d] != expect) return false;
+    expect *= sizes[d];
+  }
+  return true;
+}
+
+}  // namespace convt3d

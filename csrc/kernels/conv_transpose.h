@@ -1,0 +1,20 @@
+// The transposed-conv forward (+ReLU) as a reusable step, shared by the ops
+// conv_transpose3d_relu and fused_forward: picks the kernel path for the device
+// and the problem, packs the operands and runs it.
+#pragma once
+
+#include "common/conv_args.h"
+#include "common/math_mode.cuh"
+
+namespace convt3d {
+
+enum class ForwardPath { kPortable, kHopper };
+
+ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
+const char* forward_path_name(ForwardPath path);
+
+// out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias).
+void conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
+                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream);
+
+}  // namespace convt3d

@@ -1,0 +1,93 @@
+// The forward transposed conv + ReLU (see conv_transpose.h) and the CUDA
+// implementation of the op convt3d::conv_transpose3d_relu.
+#include <torch/csrc/stable/library.h>
+
+#include "conv_transpose.h"
+#include "implicit_gemm.h"
+#include "pack.h"
+
+namespace convt3d {
+
+ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index) {
+  (void)geo;
+  (void)mode;
+  (void)device_index;
+  return ForwardPath::kPortable;
+}
+
+const char* forward_path_name(ForwardPath path) { return path == ForwardPath::kHopper ? "hopper" : "portable"; }
+
+namespace {
+
+void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
+                      const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream) {
+  const bool round = mode == MathMode::kTf32;
+  const int64_t Cp = padded_channels(geo.Cin_g);
+  Tensor xp = torch::stable::new_empty(x, {geo.N * geo.in_positions() * geo.G * Cp});
+  Tensor wp = torch::stable::new_empty(x, {geo.G * geo.Cout_g * geo.taps() * Cp});
+  pack_activation(x, xp.mutable_data_ptr(), geo.G, Cp, round, stream);
+  pack_weight(weight, wp.mutable_data_ptr(), geo.G, Cp, WeightRows::kOutChannels, round, stream);
+
+  GatherConvParams p{};
+  p.src = xp.const_data_ptr();
+  p.wpk = wp.const_data_ptr();
+  p.bias = bias.has_value() ? bias->const_data_ptr() : nullptr;
+  p.out = out.mutable_data_ptr();
+  for (int i = 0; i < 5; ++i) p.os[i] = out.stride(i);
+  p.N = static_cast<int>(geo.N);
+  p.G = static_cast<int>(geo.G);
+  p.Cp = static_cast<int>(Cp);
+  p.rows = static_cast<int>(geo.Cout_g);
+  p.T = static_cast<int>(geo.taps());
+  for (int d = 0; d < 3; ++d) {
+    p.in_dims[d] = static_cast<int>(geo.in[d]);
+    p.out_dims[d] = static_cast<int>(geo.out[d]);
+    p.k[d] = static_cast<int>(geo.k[d]);
+    p.out_mul[d] = 1;
+    p.base[d] = static_cast<int>(geo.pad[d]);
+    p.tap_step[d] = -static_cast<int>(geo.dil[d]);
+    p.in_div[d] = static_cast<int>(geo.stride[d]);
+  }
+  p.relu = 1;
+  launch_gather_conv(p, mode, stream);
+}
+
+}  // namespace
+
+void conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
+                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream) {
+  if (geo.N == 0) return;
+  portable_forward(geo, x, weight, bias, out, mode, stream);
+}
+
+namespace {
+
+Tensor conv_transpose3d_relu_cuda(Tensor x, Tensor weight, std::optional<Tensor> bias, IntList stride, IntList padding,
+                                  IntList output_padding, IntList dilation, int64_t groups, bool allow_tf32) {
+  const auto geo = check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                             "convt3d.conv_transpose3d_relu");
+  STD_TORCH_CHECK(x.is_cuda(), "convt3d.conv_transpose3d_relu: 'x' must be a CUDA tensor here");
+  torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
+  cudaStream_t stream = current_stream(x);
+  Tensor out = empty_like_shape(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type(),
+                                is_channels_last_3d(x));
+  conv_transpose_relu_forward(geo, x, weight, bias, out, math_mode(x.scalar_type(), allow_tf32), stream);
+  return out;
+}
+
+std::string forward_path_cuda(Tensor x, Tensor weight, IntList stride, IntList padding, IntList output_padding,
+                              IntList dilation, int64_t groups, bool allow_tf32) {
+  const auto geo = check_conv_transpose_args(x, weight, std::nullopt, stride, padding, output_padding, dilation,
+                                             groups, "convt3d.forward_path");
+  return forward_path_name(
+      choose_forward_path(geo, math_mode(x.scalar_type(), allow_tf32), x.get_device_index()));
+}
+
+}  // namespace
+
+STABLE_TORCH_LIBRARY_IMPL(convt3d, CUDA, m) {
+  m.impl("conv_transpose3d_relu", TORCH_BOX(&conv_transpose3d_relu_cuda));
+  m.impl("forward_path", TORCH_BOX(&forward_path_cuda));
+}
+
+}  // namespace convt3d

@@ -1,0 +1,50 @@
+// CUDA implementation of the op convt3d::fused_forward:
+// ConvTranspose3d -> ReLU -> GroupNorm in one call.
+//
+// h = relu(conv_transpose(x)) is written once (contiguous NCDHW), its GroupNorm
+// statistics are reduced, and the normalize+affine pass writes y. Without
+// save_for_backward the normalization runs in place in h's buffer, so no second
+// output-sized tensor is allocated.
+#include <torch/csrc/stable/library.h>
+
+#include "conv_transpose.h"
+#include "group_norm.h"
+
+namespace convt3d {
+namespace {
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor weight, std::optional<Tensor> bias,
+                                                              std::optional<Tensor> gn_weight,
+                                                              std::optional<Tensor> gn_bias, IntList stride,
+                                                              IntList padding, IntList output_padding,
+                                                              IntList dilation, int64_t groups, int64_t num_groups,
+                                                              double eps, bool allow_tf32, bool save_for_backward) {
+  const char* op = "convt3d.fused_forward";
+  const auto geo =
+      check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op);
+  check_group_norm_params(geo.Cout, gn_weight, gn_bias, num_groups, eps, x, "x", "gn_weight", "gn_bias", op);
+  torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
+  cudaStream_t stream = current_stream(x);
+
+  Tensor h = empty_like_shape(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
+  conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32), stream);
+
+  Tensor mean = torch::stable::new_empty(x, {geo.N, num_groups}, ScalarType::Float);
+  Tensor rstd = torch::stable::new_empty(x, {geo.N, num_groups}, ScalarType::Float);
+  Tensor scale = torch::stable::new_empty(x, {geo.N, geo.Cout}, ScalarType::Float);
+  Tensor shift = torch::stable::new_empty(x, {geo.N, geo.Cout}, ScalarType::Float);
+  group_norm_statistics(h, num_groups, eps, gn_weight, gn_bias, mean, rstd, scale, shift, stream);
+  if (save_for_backward) {
+    Tensor y = torch::stable::empty_like(h);
+    group_norm_apply(h, scale, shift, y, stream);
+    return {y, h, mean, rstd};
+  }
+  group_norm_apply(h, scale, shift, h, stream);
+  return {h, empty_on(x, x.scalar_type()), mean, rstd};
+}
+
+}  // namespace
+
+STABLE_TORCH_LIBRARY_IMPL(convt3d, CUDA, m) { m.impl("fused_forward", TORCH_BOX(&fused_forward_cuda)); }
+
+}  // namespace convt3d

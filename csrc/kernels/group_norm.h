@@ -1,0 +1,25 @@
+// GroupNorm on a contiguous (N, C, *spatial) tensor: two-pass Welford statistics
+// (per-chunk partials merged with Chan's formula in a fixed order, so results
+// are deterministic), then a normalize+affine pass at memory bandwidth.
+#pragma once
+
+#include "common/host_utils.h"
+
+namespace convt3d {
+
+// mean, rstd: (N, G) float32. scale, shift: (N, C) float32 with
+// y = x * scale[n, c] + shift[n, c]  (the normalization and the affine folded).
+void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,
+                           const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                           cudaStream_t stream);
+
+// y = x * scale + shift per (n, c); y may be x itself (in place).
+void group_norm_apply(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y, cudaStream_t stream);
+
+// Gradients; grad_x / grad_weight / grad_bias are written when defined (non-empty).
+// relu_input: also multiply grad_x by (x > 0), the gradient of the ReLU that produced x.
+void group_norm_backward_impl(const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                              const std::optional<Tensor>& weight, int64_t num_groups, bool relu_input,
+                              Tensor* grad_x, Tensor* grad_weight, Tensor* grad_bias, cudaStream_t stream);
+
+}  // namespace convt3d

@@ -1,0 +1,143 @@
+// Operand packing kernels (see pack.h).
+#include "pack.h"
+
+#include "common/math_mode.cuh"
+
+namespace convt3d {
+namespace {
+
+template <typename T>
+__device__ __forceinline__ T maybe_round(T v, bool round_tf32) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (round_tf32) return __uint_as_float(tf32_round(v));
+  }
+  return v;
+}
+
+struct ActivationShape {
+  int64_t stride[5];  // n, c, d, h, w of the source
+  int64_t S;          // D*H*W
+  int H, W, G, Cg, Cp;
+};
+
+// A 32-position x 32-slot tile transposed through shared memory; a slot is
+// (group, padded channel). Reads are coalesced along whichever source dimension
+// is contiguous, writes along the slots.
+template <typename T>
+__global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restrict__ src, T* __restrict__ dst,
+                                                              ActivationShape s, int round_tf32) {
+  __shared__ T tile[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t s0 = int64_t(blockIdx.x) * 32;
+  const int slot0 = blockIdx.y * 32;
+  const int slots = s.G * s.Cp;
+  const bool channel_contiguous = s.stride[1] == 1;
+  const int64_t HW = int64_t(s.H) * s.W;
+  const int64_t n = blockIdx.z;
+  const T* src_n = src + n * s.stride[0];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int p_local = channel_contiguous ? ty + 8 * j : tx;
+    const int q_local = channel_contiguous ? tx : ty + 8 * j;  // slot
+    const int64_t pos = s0 + p_local;
+    const int slot = slot0 + q_local;
+    T v = from_float<T>(0.f);
+    if (pos < s.S && slot < slots) {
+      const int g = slot / s.Cp, c = slot - g * s.Cp;
+      if (c < s.Cg) {
+        const int64_t d = pos / HW, rem = pos - d * HW;
+        const int64_t h = rem / s.W, w = rem - h * s.W;
+        v = maybe_round(
+            src_n[int64_t(g * s.Cg + c) * s.stride[1] + d * s.stride[2] + h * s.stride[3] + w * s.stride[4]],
+            round_tf32);
+      }
+    }
+    tile[q_local][p_local] = v;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t pos = s0 + ty + 8 * j;
+    const int slot = slot0 + tx;
+    if (pos < s.S && slot < slots) dst[(n * s.S + pos) * slots + slot] = tile[tx][ty + 8 * j];
+  }
+}
+
+struct WeightShape {
+  int64_t stride[5];  // ci, co, kd, kh, kw of the source
+  int64_t rows, taps, Cp, Cin_g, Cout_g, G;
+  int kh, kw;
+  int rows_are_out;
+};
+
+template <typename T>
+__global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ dst, WeightShape s, int round_tf32) {
+  const int64_t total = s.G * s.rows * s.taps * s.Cp;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % s.Cp;
+    int64_t rest = i / s.Cp;
+    const int64_t tap = rest % s.taps;
+    rest /= s.taps;
+    const int64_t row = rest % s.rows;
+    const int64_t g = rest / s.rows;
+    const int64_t ci = s.rows_are_out ? c : row;  // input channel within the group
+    const int64_t co = s.rows_are_out ? row : c;  // output channel within the group
+    T v = from_float<T>(0.f);
+    if (ci < s.Cin_g && co < s.Cout_g) {
+      const int64_t kd = tap / (s.kh * s.kw), khw = tap % (s.kh * s.kw);
+      v = maybe_round(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kd * s.stride[2] +
+                          (khw / s.kw) * s.stride[3] + (khw % s.kw) * s.stride[4]],
+                      round_tf32);
+    }
+    dst[i] = v;
+  }
+}
+
+}  // namespace
+
+void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream) {
+  ActivationShape s{};
+  for (int i = 0; i < 5; ++i) s.stride[i] = src.stride(i);
+  s.S = src.size(2) * src.size(3) * src.size(4);
+  s.H = static_cast<int>(src.size(3));
+  s.W = static_cast<int>(src.size(4));
+  s.G = static_cast<int>(groups);
+  s.Cg = static_cast<int>(src.size(1) / groups);
+  s.Cp = static_cast<int>(Cp);
+  const int64_t N = src.size(0);
+  if (N == 0 || s.S == 0) return;
+  STD_TORCH_CHECK(N <= 65535, "convt3d: batch sizes above 65535 are not supported");
+  dim3 grid(static_cast<unsigned>(ceil_div(s.S, 32)), static_cast<unsigned>(ceil_div(groups * Cp, 32)),
+            static_cast<unsigned>(N));
+  dispatch_float_type(src.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    pack_activation_kernel<T><<<grid, dim3(32, 8), 0, stream>>>(
+        static_cast<const T*>(src.const_data_ptr()), static_cast<T*>(dst), s, round_tf32 ? 1 : 0);
+  });
+  CONVT3D_CHECK_LAUNCH();
+}
+
+void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
+                 cudaStream_t stream) {
+  WeightShape s{};
+  for (int i = 0; i < 5; ++i) s.stride[i] = w.stride(i);
+  s.G = groups;
+  s.Cin_g = w.size(0) / groups;
+  s.Cout_g = w.size(1);
+  s.rows_are_out = rows == WeightRows::kOutChannels;
+  s.rows = s.rows_are_out ? s.Cout_g : s.Cin_g;
+  s.taps = w.size(2) * w.size(3) * w.size(4);
+  s.kh = static_cast<int>(w.size(3));
+  s.kw = static_cast<int>(w.size(4));
+  s.Cp = Cp;
+  const int64_t total = s.G * s.rows * s.taps * s.Cp;
+  const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 4096));
+  dispatch_float_type(w.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    pack_weight_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<const T*>(w.const_data_ptr()),
+                                                      static_cast<T*>(dst), s, round_tf32 ? 1 : 0);
+  });
+  CONVT3D_CHECK_LAUNCH();
+}
+
+}  // namespace convt3d

@@ -1,0 +1,25 @@
+// Operand packing for the implicit-GEMM kernels.
+//
+// Activations: (N, G*Cg, D, H, W) with any strides -> [N][D*H*W][G][Cp] (channels
+// innermost, each group's channels zero-padded to Cp, a multiple of 8), so every
+// 16-byte chunk of a GEMM K-row is one contiguous, aligned load.
+// Weights of a transposed conv, (Cin, Cout_g, kD, kH, kW) -> [G][rows][taps][Cp].
+#pragma once
+
+#include "common/host_utils.h"
+
+namespace convt3d {
+
+// Channels per group after padding: a multiple of 8 elements.
+inline int64_t padded_channels(int64_t c) { return round_up(c, 8); }
+
+void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream);
+
+enum class WeightRows {
+  kOutChannels,  // rows = output channels, K over input channels (the transposed conv itself)
+  kInChannels,   // rows = input channels, K over output channels (its input gradient, a direct conv)
+};
+void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
+                 cudaStream_t stream);
+
+}  // namespace convt3d
