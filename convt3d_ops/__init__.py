@@ -3,6 +3,8 @@
 Importing the package loads the compiled ops (namespace ``torch.ops.convt3d``) and
 registers their CPU kernels, fake kernels and autograd formulas.
 """
+import torch  # noqa: F401  (first: loads libtorch, which _C links against)
+
 from ._version import __version__
 from . import _C  # noqa: F401  (loads the op schemas and the CUDA kernels)
 from . import _registrations  # noqa: F401

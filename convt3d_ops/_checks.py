@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 import torch
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# float64 runs on the CPU only (for gradcheck and references); the CUDA kernels are tensor-core kernels.
+CPU_ONLY_DTYPES = (torch.float64,)
 
 
 class ArgumentError(ValueError, RuntimeError):
@@ -43,11 +45,17 @@ def triple(value, name: str, op: str) -> list:
     return values
 
 
+def check_dtype(t: torch.Tensor, name: str, op: str) -> None:
+    if t.dtype in SUPPORTED_DTYPES or (t.dtype in CPU_ONLY_DTYPES and t.device.type == "cpu"):
+        return
+    _fail(op, f"'{name}' must be float32, float16 or bfloat16 (or float64 on the CPU), got {_dtype_name(t.dtype)}"
+              + ("" if t.device.type == "cpu" else f" on {t.device.type}"))
+
+
 def check_float_tensor(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str, op: str) -> None:
     if not isinstance(t, torch.Tensor):
         _fail(op, f"'{name}' must be a tensor, got {type(t).__name__}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        _fail(op, f"'{name}' must be float32, float16 or bfloat16, got {_dtype_name(t.dtype)}")
+    check_dtype(t, name, op)
     if t.dtype != ref.dtype:
         _fail(op, f"'{name}' has dtype {_dtype_name(t.dtype)} but '{ref_name}' has dtype {_dtype_name(ref.dtype)}; "
                   "all tensors must have the same dtype")
@@ -78,8 +86,7 @@ def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, 
         _fail(op, f"'weight' must be a tensor, got {type(weight).__name__}")
     if weight.dim() != 5:
         _fail(op, f"'weight' must be a 5-D tensor (C_in, C_out / groups, kD, kH, kW), got {weight.dim()}-D")
-    if x.dtype not in SUPPORTED_DTYPES:
-        _fail(op, f"'x' must be float32, float16 or bfloat16, got {_dtype_name(x.dtype)}")
+    check_dtype(x, "x", op)
     check_float_tensor(weight, "weight", x, "x", op)
     _check_int3(stride, "stride", 1, op)
     _check_int3(padding, "padding", 0, op)
@@ -125,8 +132,7 @@ def check_group_norm_input(x, op) -> None:
         _fail(op, f"'x' must be a tensor, got {type(x).__name__}")
     if x.dim() < 2:
         _fail(op, f"'x' must have at least 2 dimensions (N, C, *), got {x.dim()}-D")
-    if x.dtype not in SUPPORTED_DTYPES:
-        _fail(op, f"'x' must be float32, float16 or bfloat16, got {_dtype_name(x.dtype)}")
+    check_dtype(x, "x", op)
     if x.shape[1] < 1:
         _fail(op, "'x' must have at least one channel")
     for d in range(2, x.dim()):
@@ -142,7 +148,10 @@ def check_group_norm_params(channels, weight: Optional[torch.Tensor], bias: Opti
         _fail(op, f"'num_groups' must be >= 1, got {num_groups}")
     if channels % num_groups != 0:
         _fail(op, f"'num_groups' ({num_groups}) must divide the number of channels ({channels})")
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, torch.SymFloat)):
+        _fail(op, f"'eps' must be a number, got {type(eps).__name__}")
+    # comparisons rather than math.isfinite: eps may be symbolic under torch.compile
+    if not (eps >= 0 and eps < math.inf):  # also false for NaN
         _fail(op, f"'eps' must be a finite number >= 0, got {eps}")
     for t, name in ((weight, weight_name), (bias, bias_name)):
         if t is not None:

@@ -2,8 +2,8 @@
 
 float16 / bfloat16 inputs are computed in float32 and cast back (the CPU has no
 tensor cores to match, and PyTorch's CPU kernels do not cover every half-precision
-case); statistics are float32 like on the GPU. These also serve as the fake
-(meta) kernels for CPU tensors, since they run on fake tensors unchanged.
+case); statistics are float32 like on the GPU. Output layouts are those of the
+CUDA kernels (see _fake.py), so a result does not change layout with the device.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from ._fake import is_channels_last
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -31,7 +32,8 @@ def conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dila
     cd = _compute_dtype(x.dtype)
     out = F.conv_transpose3d(x.to(cd), weight.to(cd), _up(bias, cd), list(stride), list(padding),
                              list(output_padding), groups, list(dilation))
-    return torch.relu(out).to(x.dtype)
+    fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
+    return torch.relu(out).to(x.dtype).contiguous(memory_format=fmt)
 
 
 def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_padding, dilation, groups, need_x_grad,
@@ -47,8 +49,9 @@ def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_paddi
         grad_out.to(cd), x.to(cd), weight.to(cd), [out_shape[1]] if need_bias_grad else None, list(stride),
         list(padding), list(dilation), True, list(output_padding), groups,
         [need_x_grad, need_weight_grad, need_bias_grad])
-    gx = gx.to(x.dtype) if need_x_grad else _empty(x)
-    gw = gw.to(x.dtype) if need_weight_grad else _empty(x)
+    fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
+    gx = gx.to(x.dtype).contiguous(memory_format=fmt) if need_x_grad else _empty(x)
+    gw = gw.to(x.dtype).contiguous() if need_weight_grad else _empty(x)
     gb = gb.to(x.dtype) if need_bias_grad else _empty(x)
     return gx, gw, gb
 
@@ -68,7 +71,7 @@ def group_norm(x, weight, bias, num_groups, eps):
     cd = _compute_dtype(x.dtype)
     y, mean, rstd = torch.ops.aten.native_group_norm(x.to(cd), _up(weight, cd), _up(bias, cd), n, c, _spatial_size(x),
                                                     num_groups, eps)
-    return y.to(x.dtype), mean.reshape(n, num_groups).float(), rstd.reshape(n, num_groups).float()
+    return y.to(x.dtype).contiguous(), mean.reshape(n, num_groups).float(), rstd.reshape(n, num_groups).float()
 
 
 def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, need_x_grad, need_weight_grad,
@@ -89,7 +92,7 @@ def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, n
     if need_x_grad:
         if relu_input:
             gx = torch.where(xc <= 0, torch.zeros_like(gx), gx)  # threshold_backward: NaN keeps its gradient
-        gx = gx.to(x.dtype)
+        gx = gx.to(x.dtype).contiguous()
     else:
         gx = _empty(x)
     # With N == 0 there are no samples: the parameter gradients are zero.
@@ -106,7 +109,7 @@ def fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_p
     _checks.check_group_norm_params(out_shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
     h = conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups, allow_tf32)
     y, mean, rstd = group_norm(h, gn_weight, gn_bias, num_groups, eps)
-    return y, (h if save_for_backward else _empty(x)), mean, rstd
+    return y, (h.contiguous() if save_for_backward else _empty(x)), mean, rstd
 
 
 def forward_path(x, weight, stride, padding, output_padding, dilation, groups, allow_tf32=True):

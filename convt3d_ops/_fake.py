@@ -1,22 +1,21 @@
 """Fake (meta) kernels: output shapes, dtypes and strides without computing.
 
-For CPU tensors the CPU kernels run on fake tensors as they are, which gives
-exactly the strides the CPU path returns. For CUDA (and meta) tensors these
-functions state the layout the CUDA kernels produce:
-- conv_transpose3d_relu and the input gradient follow x's memory format
-  (channels_last_3d in, channels_last_3d out), like cuDNN's;
+Every device returns the same layouts (the CPU kernels enforce them too):
+- conv_transpose3d_relu and the input gradients of the conv follow x's memory
+  format (channels_last_3d in, channels_last_3d out), like cuDNN's;
 - GroupNorm outputs (and so fused_forward's y) are contiguous, like PyTorch's
-  CUDA GroupNorm; h (saved for backward) is contiguous.
+  CUDA GroupNorm; h (saved for backward) and weight gradients are contiguous.
 """
 from __future__ import annotations
 
 import torch
 
-from . import _checks, _cpu
+from . import _checks
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+def is_channels_last(x: torch.Tensor) -> bool:
+    """x is laid out channels-last (NDHWC) and not plainly contiguous (suggest_memory_format's rule)."""
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
 
 def _empty(shape, like, dtype=None, channels_last=False):
@@ -25,30 +24,23 @@ def _empty(shape, like, dtype=None, channels_last=False):
 
 
 def conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups, allow_tf32=True):
-    if x.device.type == "cpu":
-        return _cpu.conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups)
     shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
                                               "convt3d.conv_transpose3d_relu")
-    return _empty(shape, x, channels_last=_is_channels_last(x))
+    return _empty(shape, x, channels_last=is_channels_last(x))
 
 
 def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_padding, dilation, groups, need_x_grad,
                               need_weight_grad, need_bias_grad, allow_tf32=True):
-    if x.device.type == "cpu":
-        return _cpu.conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_padding, dilation, groups,
-                                              need_x_grad, need_weight_grad, need_bias_grad)
     op = "convt3d.conv_transpose3d_backward"
     shape = _checks.check_conv_transpose_args(x, weight, None, stride, padding, output_padding, dilation, groups, op)
     _checks.check_float_tensor(grad_out, "grad_out", x, "x", op)
-    gx = _empty(x.shape, x, channels_last=_is_channels_last(x)) if need_x_grad else x.new_empty(0)
+    gx = _empty(x.shape, x, channels_last=is_channels_last(x)) if need_x_grad else x.new_empty(0)
     gw = _empty(weight.shape, x) if need_weight_grad else x.new_empty(0)
     gb = _empty((shape[1],), x) if need_bias_grad else x.new_empty(0)
     return gx, gw, gb
 
 
 def group_norm(x, weight, bias, num_groups, eps):
-    if x.device.type == "cpu":
-        return _cpu.group_norm(x, weight, bias, num_groups, eps)
     op = "convt3d.group_norm"
     _checks.check_group_norm_input(x, op)
     _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
@@ -58,9 +50,6 @@ def group_norm(x, weight, bias, num_groups, eps):
 
 def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, need_x_grad, need_weight_grad,
                         need_bias_grad):
-    if x.device.type == "cpu":
-        return _cpu.group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, need_x_grad,
-                                        need_weight_grad, need_bias_grad)
     op = "convt3d.group_norm_backward"
     _checks.check_group_norm_input(x, op)
     _checks.check_float_tensor(grad_y, "grad_y", x, "x", op)
@@ -74,9 +63,6 @@ def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, n
 
 def fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups,
                   eps, allow_tf32=True, save_for_backward=False):
-    if x.device.type == "cpu":
-        return _cpu.fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation,
-                                  groups, num_groups, eps, allow_tf32, save_for_backward)
     op = "convt3d.fused_forward"
     shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
     _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)

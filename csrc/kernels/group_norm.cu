@@ -249,7 +249,7 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_coeffs_kernel(const float* __
   }
 }
 
-// dgamma[c] = sum_n (ds - mean*db) * rstd, dbeta[c] = sum_n db.
+// dgamma[c] = sum_n (ds - mean*db) * rstd, dbeta[c] = sum_n db (zero when N == 0).
 template <typename T>
 __global__ void gn_bwd_param_grads_kernel(const float* __restrict__ ds, const float* __restrict__ db,
                                           const float* __restrict__ mean, const float* __restrict__ rstd,
@@ -411,10 +411,6 @@ void group_norm_backward_impl(const Tensor& grad_y, const Tensor& x, const Tenso
       CONVT3D_CHECK_LAUNCH();
     }
     if (grad_weight != nullptr || grad_bias != nullptr) {
-      if (N == 0) {
-        // no samples: zero parameter gradients
-        CONVT3D_CUDA_CHECK(cudaMemsetAsync(ds, 0, sizeof(float) * 2 * C, stream));
-      }
       T* dgamma = grad_weight ? static_cast<T*>(grad_weight->mutable_data_ptr()) : nullptr;
       T* dbeta = grad_bias ? static_cast<T*>(grad_bias->mutable_data_ptr()) : nullptr;
       gn_bwd_param_grads_kernel<T><<<static_cast<unsigned>(ceil_div(C, 256)), 256, 0, stream>>>(
@@ -439,7 +435,7 @@ namespace {
 
 void check_group_norm_input(const Tensor& x, const char* op) {
   STD_TORCH_CHECK(x.dim() >= 2, op, ": 'x' must have at least 2 dimensions (N, C, *), got ", x.dim(), "-D");
-  STD_TORCH_CHECK(is_supported_float(x.scalar_type()), op, ": 'x' must be float32, float16 or bfloat16, got ",
+  STD_TORCH_CHECK(is_supported_float(x.scalar_type()), op, ": 'x' must be float32, float16 or bfloat16 (or float64 on the CPU), got ",
                   dtype_name(x.scalar_type()));
   STD_TORCH_CHECK(x.size(1) >= 1, op, ": 'x' must have at least one channel");
   for (int64_t d = 2; d < x.dim(); ++d)

@@ -20,7 +20,7 @@ struct ConvTransposeGeometry {
 inline void check_float_tensor(const Tensor& t, const char* op, const char* name, const Tensor& ref,
                                const char* ref_name) {
   STD_TORCH_CHECK(is_supported_float(t.scalar_type()), op, ": '", name,
-                  "' must be float32, float16 or bfloat16, got ", dtype_name(t.scalar_type()));
+                  "' must be float32, float16 or bfloat16 (or float64 on the CPU), got ", dtype_name(t.scalar_type()));
   STD_TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": '", name, "' has dtype ",
                   dtype_name(t.scalar_type()), " but '", ref_name, "' has dtype ", dtype_name(ref.scalar_type()),
                   "; all tensors must have the same dtype");
@@ -42,7 +42,7 @@ inline ConvTransposeGeometry check_conv_transpose_args(const Tensor& x, const Te
   STD_TORCH_CHECK(x.dim() == 5, op, ": 'x' must be a 5-D tensor (N, C_in, D, H, W), got ", x.dim(), "-D");
   STD_TORCH_CHECK(weight.dim() == 5, op, ": 'weight' must be a 5-D tensor (C_in, C_out / groups, kD, kH, kW), got ",
                   weight.dim(), "-D");
-  STD_TORCH_CHECK(is_supported_float(x.scalar_type()), op, ": 'x' must be float32, float16 or bfloat16, got ",
+  STD_TORCH_CHECK(is_supported_float(x.scalar_type()), op, ": 'x' must be float32, float16 or bfloat16 (or float64 on the CPU), got ",
                   dtype_name(x.scalar_type()));
   check_float_tensor(weight, op, "weight", x, "x");
   check_int3(stride, op, "stride", 1);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine (see README "On a GPU machine without network access"):
+# installs the carried wheel, runs the test suite and the benchmark, logs under $OUT.
+#   scripts/device_check.sh [tests|bench|sweep|all] [extra pytest args...]
+set -uo pipefail
+what=${1:-all}; shift || true
+OUT=${OUT:-/tmp/convt3d_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-deps --no-index --force-reinstall dist/*.whl > "$OUT/install.log" 2>&1 \
+  || { cat "$OUT/install.log"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/gpu.txt" 2>&1
+python3 -c "import torch, convt3d_ops; print('torch', torch.__version__, 'convt3d_ops', convt3d_ops.__version__, torch.cuda.get_device_name(0))" | tee -a "$OUT/gpu.txt"
+rc=0
+if [[ $what == tests || $what == all ]]; then
+  python3 -m pytest -q -rs -p no:cacheprovider --timeout 600 tests "$@" > "$OUT/tests.log" 2>&1 || rc=$?
+  tail -n 40 "$OUT/tests.log"
+fi
+if [[ $what == bench || $what == all ]]; then
+  python3 -m convt3d_ops.bench --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" || rc=$?
+fi
+if [[ $what == sweep ]]; then
+  python3 -m convt3d_ops.bench --sweep --json "$OUT/bench_sweep.json" 2>&1 | tee "$OUT/bench_sweep.log" || rc=$?
+fi
+exit $rc

@@ -1,0 +1,73 @@
+"""Problem configurations shared by the forward and backward tests."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from helpers import random_tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    n: int = 2
+    c_in: int = 8
+    c_out: int = 16
+    size: tuple = (5, 6, 7)
+    kernel: tuple = (3, 3, 3)
+    stride: tuple = (1, 1, 1)
+    padding: tuple = (0, 0, 0)
+    output_padding: tuple = (0, 0, 0)
+    dilation: tuple = (1, 1, 1)
+    groups: int = 1
+    bias: bool = False
+    num_groups: int = 4
+    eps: float = 1e-5
+    affine: bool = True
+    layout: str = "contiguous"  # or "channels_last", "strided"
+
+    def make(self, dtype, device, seed):
+        """Fresh random inputs for this case: (x, weight, bias, gn_weight, gn_bias)."""
+        g = torch.Generator().manual_seed(seed)
+        shape = (self.n, self.c_in) + tuple(self.size)
+        if self.layout == "strided":
+            # a non-contiguous view: every other element of a larger tensor along W
+            big = random_tensor(shape[:-1] + (2 * shape[-1],), dtype, device, g)
+            x = big[..., ::2]
+        else:
+            x = random_tensor(shape, dtype, device, g)
+            if self.layout == "channels_last":
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+        fan = self.c_in // self.groups * self.kernel[0] * self.kernel[1] * self.kernel[2]
+        w = random_tensor((self.c_in, self.c_out // self.groups) + tuple(self.kernel), dtype, device, g,
+                          scale=fan ** -0.5)
+        b = random_tensor((self.c_out,), dtype, device, g, scale=0.2) if self.bias else None
+        gw = random_tensor((self.c_out,), dtype, device, g, scale=0.3, offset=1.0) if self.affine else None
+        gb = random_tensor((self.c_out,), dtype, device, g, scale=0.3) if self.affine else None
+        return x, w, b, gw, gb
+
+    def conv_kwargs(self):
+        return dict(stride=list(self.stride), padding=list(self.padding), output_padding=list(self.output_padding),
+                    dilation=list(self.dilation), groups=self.groups)
+
+
+CASES = [
+    Case("base"),
+    Case("bias", bias=True),
+    Case("unet_k2_s2", kernel=(2, 2, 2), stride=(2, 2, 2), bias=True),
+    Case("k4_s2_p1", kernel=(4, 4, 4), stride=(2, 2, 2), padding=(1, 1, 1)),
+    Case("mixed_stride_outpad", stride=(1, 2, 3), padding=(0, 1, 1), output_padding=(0, 1, 2), bias=True),
+    Case("dilation", kernel=(3, 2, 3), dilation=(2, 1, 3), padding=(2, 0, 1), output_padding=(1, 0, 0)),
+    Case("stride_dilation", kernel=(3, 3, 3), stride=(2, 2, 2), dilation=(2, 2, 2), padding=(1, 2, 0)),
+    Case("groups", c_in=8, c_out=12, groups=2, num_groups=3, bias=True),
+    Case("depthwise", c_in=6, c_out=6, groups=6, num_groups=2),
+    Case("odd_channels", c_in=3, c_out=5, num_groups=5, size=(4, 3, 5)),
+    Case("kernel1", kernel=(1, 1, 1), num_groups=1),
+    Case("wide", n=1, c_in=72, c_out=96, size=(4, 4, 4), num_groups=8),
+    Case("no_affine", affine=False, num_groups=2),
+    Case("channels_last", layout="channels_last", bias=True),
+    Case("strided_view", layout="strided"),
+    Case("eps", eps=0.1, num_groups=16),
+]
+CASE_IDS = [c.name for c in CASES]

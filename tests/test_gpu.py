@@ -1,0 +1,93 @@
+"""GPU-only checks: the headline problem in every precision mode against float64
+and against PyTorch's own error, streams, devices and the dispatch report."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_ops
+from convt3d_ops import reference
+from helpers import allow_tf32, errors, poison_cuda_cache, precision_class, assert_close_class, requires_cuda
+
+pytestmark = [pytest.mark.gpu, requires_cuda]
+
+MODES = [
+    pytest.param(torch.float32, True, id="fp32-tf32"),
+    pytest.param(torch.float32, False, id="fp32-ieee"),
+    pytest.param(torch.float16, True, id="fp16"),
+    pytest.param(torch.bfloat16, True, id="bf16"),
+]
+
+
+@pytest.fixture(scope="module")
+def headline():
+    """The reference problem (DESIGN.md section 1) and its float64 result, computed once."""
+    torch.manual_seed(0)
+    model = reference.Model(*convt3d_ops.get_init_inputs()).cuda()
+    (x,) = convt3d_ops.get_inputs()
+    x = x.cuda()
+    with torch.no_grad():
+        conv, gn = model.conv_transpose, model.group_norm
+        ref64 = F.group_norm(torch.relu(F.conv_transpose3d(x.double(), conv.weight.double())), 8,
+                             gn.weight.double(), gn.bias.double(), gn.eps)
+    return model, x, ref64
+
+
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_headline_problem_matches_float64_like_pytorch(headline, dtype, tf32):
+    model, x, ref64 = headline
+    new = convt3d_ops.ModelNew(*convt3d_ops.get_init_inputs()).cuda()
+    new.load_state_dict(model.state_dict())
+    new, torch_model, xd = new.to(dtype), model.to(dtype), x.to(dtype)
+    try:
+        poison_cuda_cache(1 << 30)
+        with torch.no_grad(), allow_tf32(tf32):
+            ours = new(xd)
+            theirs = torch_model(xd)
+        torch.cuda.synchronize()
+    finally:
+        model.float()
+    ours_l2, ours_max = errors(ours, ref64)
+    theirs_l2, theirs_max = errors(theirs, ref64)
+    print(f"\nheadline {dtype} tf32={tf32}: ours rel L2 {ours_l2:.2e} max {ours_max:.2e} | "
+          f"PyTorch rel L2 {theirs_l2:.2e} max {theirs_max:.2e}")
+    assert_close_class(ours, ref64, precision_class(dtype, "cuda", tf32))
+    # the same numerics class as PyTorch's own result on this problem
+    assert ours_l2 <= 3 * theirs_l2 + 1e-7, (ours_l2, theirs_l2)
+
+
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_large_problem_gradients_match_float64(dtype, tf32):
+    """Gradients at a size where the reductions are long (K = 1728, 2 x 18^3 x 128 outputs)."""
+    torch.manual_seed(1)
+    model = convt3d_ops.ModelNew(64, 128, 3, 8, True).cuda().to(dtype)
+    x = torch.rand(2, 64, 16, 16, 16, device="cuda", dtype=dtype, requires_grad=True)
+    g_up = torch.randn(2, 128, 18, 18, 18, device="cuda")
+    with allow_tf32(tf32):
+        y = model(x)
+        grads = torch.autograd.grad(y, [x] + list(model.parameters()), g_up.to(dtype))
+    x64 = x.detach().double().requires_grad_()
+    params64 = [p.detach().double().requires_grad_() for p in model.parameters()]
+    y64 = F.group_norm(torch.relu(F.conv_transpose3d(x64, params64[0], params64[1])), 8, params64[2], params64[3])
+    grads64 = torch.autograd.grad(y64, [x64] + params64, g_up.double())
+    for name, g, r in zip(["x", "weight", "bias", "gn_weight", "gn_bias"], grads, grads64):
+        assert_close_class(g, r, precision_class(dtype, "cuda", tf32), factor=3.0, what=f"grad of {name}")
+
+
+def test_non_default_stream_and_device_guard():
+    x = torch.randn(2, 8, 6, 6, 6, device="cuda")
+    model = convt3d_ops.ModelNew(8, 16, 3, 4).cuda()
+    expected = model(x)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        # the producer of x runs on the side stream right before the op: no race if we use it
+        x2 = x * 1.0
+        out = model(x2)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.testing.assert_close(out, expected)
+
+
+def test_forward_path_is_reported():
+    x = torch.randn(1, 8, 4, 4, 4, device="cuda")
+    w = torch.randn(8, 16, 3, 3, 3, device="cuda")
+    assert convt3d_ops.forward_path(x, w) in ("hopper", "portable")
