@@ -19,7 +19,8 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _up(t, dtype):
-    return None if t is None else t.to(dtype)
+    """t in the compute dtype, contiguous (some PyTorch CPU kernels mishandle other strides)."""
+    return None if t is None else t.to(dtype).contiguous()
 
 
 def _empty(like: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,7 @@ def conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dila
     _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
                                       "convt3d.conv_transpose3d_relu")
     cd = _compute_dtype(x.dtype)
-    out = F.conv_transpose3d(x.to(cd), weight.to(cd), _up(bias, cd), list(stride), list(padding),
+    out = F.conv_transpose3d(_up(x, cd), _up(weight, cd), _up(bias, cd), list(stride), list(padding),
                              list(output_padding), groups, list(dilation))
     fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
     return torch.relu(out).to(x.dtype).contiguous(memory_format=fmt)
@@ -46,7 +47,7 @@ def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_paddi
                                     "(the shape of the forward output)")
     cd = _compute_dtype(x.dtype)
     gx, gw, gb = torch.ops.aten.convolution_backward(
-        grad_out.to(cd), x.to(cd), weight.to(cd), [out_shape[1]] if need_bias_grad else None, list(stride),
+        _up(grad_out, cd), _up(x, cd), _up(weight, cd), [out_shape[1]] if need_bias_grad else None, list(stride),
         list(padding), list(dilation), True, list(output_padding), groups,
         [need_x_grad, need_weight_grad, need_bias_grad])
     fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
@@ -69,7 +70,7 @@ def group_norm(x, weight, bias, num_groups, eps):
     _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
     n, c = x.shape[0], x.shape[1]
     cd = _compute_dtype(x.dtype)
-    y, mean, rstd = torch.ops.aten.native_group_norm(x.to(cd), _up(weight, cd), _up(bias, cd), n, c, _spatial_size(x),
+    y, mean, rstd = torch.ops.aten.native_group_norm(_up(x, cd), _up(weight, cd), _up(bias, cd), n, c, _spatial_size(x),
                                                     num_groups, eps)
     return y.to(x.dtype).contiguous(), mean.reshape(n, num_groups).float(), rstd.reshape(n, num_groups).float()
 
@@ -85,9 +86,9 @@ def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, n
     n, c = x.shape[0], x.shape[1]
     cd = _compute_dtype(x.dtype)
     pdtype = weight.dtype if weight is not None else x.dtype
-    xc = x.to(cd)
+    xc = _up(x, cd)
     gx, gw, gb = torch.ops.aten.native_group_norm_backward(
-        grad_y.to(cd), xc, mean.to(cd), rstd.to(cd), _up(weight, cd), n, c, _spatial_size(x), num_groups,
+        _up(grad_y, cd), xc, _up(mean, cd), _up(rstd, cd), _up(weight, cd), n, c, _spatial_size(x), num_groups,
         [need_x_grad, need_weight_grad, need_bias_grad])
     if need_x_grad:
         if relu_input:

@@ -10,6 +10,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `python -m pytest` puts the working directory first on sys.path; from the repository
 # root that would shadow the installed wheel with the uncompiled source tree.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _ROOT]
+# ... and the same for the subprocesses torch.compile starts (Python >= 3.11).
+os.environ["PYTHONSAFEPATH"] = "1"
 
 if importlib.util.find_spec("convt3d_ops._C") is None:
     raise pytest.UsageError("convt3d_ops is not installed (or has no compiled _C): build and install the wheel first "

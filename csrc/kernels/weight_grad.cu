@@ -134,7 +134,12 @@ __global__ void __launch_bounds__(kThreads, 1) weight_grad_kernel(const WeightGr
   const int warp_m = warp & 1, warp_n = warp >> 1;
   const int gq = lane >> 2, tq = lane & 3;
 
+  // Each stage's products are summed in stage_acc (inside the tensor cores), then added
+  // to acc with round-to-nearest fp32 adds: the tensor cores truncate their accumulation,
+  // which would bias a running sum over this kernel's very long K.
+  float stage_acc[2][4][4];
   auto mma_all = [&](uint32_t (&af)[2][4], uint32_t (&bf)[4][2]) {
+    auto& acc = stage_acc;
     if constexpr (Cfg::kSplit) {
       uint32_t a_big[2][4], a_small[2][4], b_big[4][2], b_small[4][2];
 #pragma unroll
@@ -162,6 +167,12 @@ __global__ void __launch_bounds__(kThreads, 1) weight_grad_kernel(const WeightGr
   };
 
   auto compute_stage = [&](int stage) {
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int nf = 0; nf < 4; ++nf)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) stage_acc[mi][nf][e] = 0.f;
     const uint32_t* a_st = sA + stage * kBK * L::kLdA;
     const uint32_t* b_st = sB + stage * kBK * L::kLdB;
     if constexpr (sizeof(T) == 4) {
@@ -209,6 +220,12 @@ __global__ void __launch_bounds__(kThreads, 1) weight_grad_kernel(const WeightGr
         mma_all(af, bf);
       }
     }
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int nf = 0; nf < 4; ++nf)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mi][nf][e] += stage_acc[mi][nf][e];
   };
 
 #pragma unroll
