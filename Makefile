@@ -18,9 +18,11 @@ dist/.built: $(SOURCES)
 wheel: dist/.built
 install: deps wheel
 	$(PYTHON) -m pip install -q --no-deps --force-reinstall dist/convt3d_ops-*.whl
+# Python runs outside the repository root: from there `import convt3d_ops` would find the
+# source tree (no compiled _C) before the installed wheel.
 test: install  ## the test command
-	$(PYTHON) -m pytest -q tests
+	cd tests && $(PYTHON) -m pytest -q .
 bench: install  ## the main job: benchmark on a GPU, CPU demo without one
-	$(PYTHON) -m convt3d_ops.bench
+	mkdir -p bench_out && cd bench_out && $(PYTHON) -m convt3d_ops.bench --json bench.json
 clean:
 	rm -rf build dist *.egg-info bench_out

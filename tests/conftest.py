@@ -8,7 +8,8 @@ import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `python -m pytest` puts the working directory first on sys.path; from the repository
-# root that would shadow the installed wheel with the uncompiled source tree.
+# root that would shadow the installed wheel with the uncompiled source tree (`make test`
+# runs from tests/ for that reason; this keeps `python -m pytest tests` working too).
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _ROOT]
 # ... and the same for the subprocesses torch.compile starts (Python >= 3.11).
 os.environ["PYTHONSAFEPATH"] = "1"

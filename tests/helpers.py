@@ -75,28 +75,20 @@ def assert_close_class(out: torch.Tensor, ref: torch.Tensor, cls: str, factor: f
     return rel_l2, rel_max
 
 
-def assert_like_torch(out: torch.Tensor, torch_out: torch.Tensor, ref: torch.Tensor, cls: str, factor: float = 1.0,
-                      what: str = "output"):
-    """Within the class bounds, or within 3x PyTorch's own error on the same problem in the
-    same precision mode (e.g. TF32 gradients w.r.t. x: a TF32 forward flips the ReLU mask
-    of near-zero pre-activations, PyTorch's too, which no kernel can avoid)."""
-    assert torch.isfinite(out).all(), f"{what}: non-finite values (unwritten or broken elements)"
-    rel_l2, rel_max = errors(out, ref)
-    t_l2, t_max = errors(torch_out, ref)
-    tol = TOLERANCES[cls]
-    bound_l2, bound_max = max(tol.rel_l2 * factor, 3 * t_l2), max(tol.rel_max * factor, 3 * t_max)
-    assert rel_l2 <= bound_l2 and rel_max <= bound_max, (
-        f"{what}: rel L2 {rel_l2:.3e} (bound {bound_l2:.1e}; PyTorch {t_l2:.2e}), rel max {rel_max:.3e} "
-        f"(bound {bound_max:.1e}; PyTorch {t_max:.2e}) in class {cls}")
-
-
 # ---- float64 references --------------------------------------------------------
 
 def reference_chain(x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups,
-                    eps):
-    """group_norm(relu(conv_transpose3d(x))) in float64 with PyTorch's own ops (differentiable)."""
+                    eps, relu_mask=None):
+    """group_norm(relu(conv_transpose3d(x))) with PyTorch's own ops (differentiable).
+
+    relu_mask: apply this 0/1 mask instead of the ReLU's own decision. Gradient references
+    use the mask of the kernel under test: in reduced precision a pre-activation within
+    rounding of zero can land on either side, and each such flip moves the gradient by a
+    whole upstream gradient element (fp64 on TF32-rounded inputs alone gives 1e-2 to 4e-2
+    relative error in grad x on these problems), which says nothing about the backward."""
     h = F.conv_transpose3d(x, weight, bias, stride, padding, output_padding, groups, dilation)
-    return F.group_norm(torch.relu(h), num_groups, gn_weight, gn_bias, eps)
+    h = torch.relu(h) if relu_mask is None else h * relu_mask.to(h)
+    return F.group_norm(h, num_groups, gn_weight, gn_bias, eps)
 
 
 def to64(t: Optional[torch.Tensor], device: str = "cpu", requires_grad: bool = False):
