@@ -8,24 +8,17 @@ from cases import CASE_IDS, CASES
 from helpers import (ALL_DEVICES, allow_tf32, assert_close_class, poison_cuda_cache, precision_class, reference_chain,
                      seed_for, to64)
 
-MODES = [
-    pytest.param(torch.float32, True, id="fp32-tf32"),
-    pytest.param(torch.float32, False, id="fp32-ieee"),
-    pytest.param(torch.float16, True, id="fp16"),
-    pytest.param(torch.bfloat16, True, id="bf16"),
-]
+MODES = [(torch.float32, True, "fp32-tf32"), (torch.float32, False, "fp32-ieee"), (torch.float16, True, "fp16"),
+         (torch.bfloat16, True, "bf16")]
+# (device, dtype, allow_tf32) combinations; the CPU path has no TF32 mode, so no separate fp32-ieee run there
+DEVICE_MODES = [pytest.param(dev.values[0], dtype, tf32, id=f"{name}-{dev.id}", marks=dev.marks)
+                for dev in ALL_DEVICES for dtype, tf32, name in MODES
+                if not (dev.values[0] == "cpu" and name == "fp32-ieee")]
 
 
-def _skip_duplicate_cpu_mode(device, dtype, tf32):
-    if device == "cpu" and dtype == torch.float32 and not tf32:
-        pytest.skip("the CPU path has no TF32 mode: fp32-ieee is the same run as fp32-tf32")
-
-
-@pytest.mark.parametrize("device", ALL_DEVICES)
-@pytest.mark.parametrize("dtype,tf32", MODES)
+@pytest.mark.parametrize("device,dtype,tf32", DEVICE_MODES)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_fused_forward_matches_float64(case, dtype, tf32, device):
-    _skip_duplicate_cpu_mode(device, dtype, tf32)
     x, w, b, gw, gb = case.make(dtype, device, seed=seed_for(case.name, dtype, tf32))
     poison_cuda_cache()
     with allow_tf32(tf32):
@@ -39,11 +32,9 @@ def test_fused_forward_matches_float64(case, dtype, tf32, device):
     assert_close_class(y, ref, precision_class(dtype, device, tf32))
 
 
-@pytest.mark.parametrize("device", ALL_DEVICES)
-@pytest.mark.parametrize("dtype,tf32", MODES)
+@pytest.mark.parametrize("device,dtype,tf32", DEVICE_MODES)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_conv_transpose3d_relu_matches_float64(case, dtype, tf32, device):
-    _skip_duplicate_cpu_mode(device, dtype, tf32)
     x, w, b, _, _ = case.make(dtype, device, seed=seed_for(case.name, "conv", dtype, tf32))
     poison_cuda_cache()
     with allow_tf32(tf32):
