@@ -68,7 +68,10 @@ def fused_forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
 
 def forward_path(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, output_padding=0, groups: int = 1,
                  dilation=1) -> str:
-    """Which forward kernel runs for these arguments: "hopper", "portable" (CUDA) or "cpu"."""
+    """Which forward kernel fused_forward runs for these arguments: "hopper", "portable" (CUDA) or "cpu".
+
+    conv_transpose3d_relu runs the same kernel, except for a channels_last_3d x, whose
+    channels-last output only the portable kernel writes."""
     op = "convt3d.forward_path"
     stride, padding, output_padding, dilation = _conv_params(stride, padding, output_padding, dilation, op)
     return torch.ops.convt3d.forward_path(x, weight, stride, padding, output_padding, dilation, groups,

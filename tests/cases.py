@@ -69,5 +69,12 @@ CASES = [
     Case("channels_last", layout="channels_last", bias=True),
     Case("strided_view", layout="strided"),
     Case("eps", eps=0.1, num_groups=16),
+    # shapes aimed at the Hopper kernel's edges: an odd number of output positions (no paired
+    # stores), padding (other im2col corners), more than one 128-channel tile with a GroupNorm
+    # group straddling the two tiles, and several 256-position tiles per sample
+    Case("odd_positions", size=(4, 4, 4), kernel=(2, 2, 2), bias=True, num_groups=8),
+    Case("padding", padding=(1, 0, 2), num_groups=2),
+    Case("cout_two_tiles", n=1, c_in=16, c_out=144, size=(3, 4, 5), num_groups=3, bias=True),
+    Case("many_tiles", n=3, c_in=32, c_out=32, size=(9, 10, 11), num_groups=8),
 ]
 CASE_IDS = [c.name for c in CASES]

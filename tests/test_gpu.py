@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import convt3d_ops
 from convt3d_ops import reference
+from cases import CASE_IDS, CASES
 from helpers import (allow_tf32, assert_close_class, errors, poison_cuda_cache, precision_class, reference_chain,
                      requires_cuda)
 
@@ -95,3 +96,20 @@ def test_forward_path_is_reported():
     x = torch.randn(1, 8, 4, 4, 4, device="cuda")
     w = torch.randn(8, 16, 3, 3, 3, device="cuda")
     assert convt3d_ops.forward_path(x, w) in ("hopper", "portable")
+
+
+HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability(0) == (9, 0)
+
+
+@pytest.mark.skipif(not HOPPER, reason="the Hopper path needs an sm_90 GPU")
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
+    """Proves which path the forward tests above ran: the Hopper kernel for stride-1, dilation-1,
+    ungrouped problems in TF32 / fp16 / bf16 (contiguous output), the portable kernel otherwise."""
+    x, w, _, _, _ = case.make(dtype, "cuda", seed=0)
+    with allow_tf32(tf32):
+        path = convt3d_ops.forward_path(x, w, **case.conv_kwargs())
+    expect_hopper = (case.stride == (1, 1, 1) and case.dilation == (1, 1, 1) and case.groups == 1
+                     and not (dtype == torch.float32 and not tf32))
+    assert path == ("hopper" if expect_hopper else "portable")

@@ -5,16 +5,28 @@
 
 #include "common/conv_args.h"
 #include "common/math_mode.cuh"
+#include "group_norm.h"
 
 namespace convt3d {
 
 enum class ForwardPath { kPortable, kHopper };
 
+// The path for a contiguous NCDHW output (any other output layout takes the portable path).
 ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
 const char* forward_path_name(ForwardPath path);
 
+// GroupNorm partial statistics that the forward kernel produced on the side.
+struct ForwardStats {
+  Tensor partial;  // WelfordPartial[(n * G + g) * chunks + i]
+  int64_t chunks;
+};
+
 // out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias).
-void conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream);
+// With stats_groups > 0, returns GroupNorm partial statistics of out when the chosen
+// kernel computes them in its epilogue (the Hopper path); otherwise std::nullopt.
+std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
+                                                        const Tensor& weight, const std::optional<Tensor>& bias,
+                                                        Tensor& out, MathMode mode, cudaStream_t stream,
+                                                        int64_t stats_groups = 0);
 
 }  // namespace convt3d

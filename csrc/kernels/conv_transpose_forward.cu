@@ -3,16 +3,14 @@
 #include <torch/csrc/stable/library.h>
 
 #include "conv_transpose.h"
+#include "hopper_conv.h"
 #include "implicit_gemm.h"
 #include "pack.h"
 
 namespace convt3d {
 
 ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index) {
-  (void)geo;
-  (void)mode;
-  (void)device_index;
-  return ForwardPath::kPortable;
+  return hopper_supports(geo, mode, device_index) ? ForwardPath::kHopper : ForwardPath::kPortable;
 }
 
 const char* forward_path_name(ForwardPath path) { return path == ForwardPath::kHopper ? "hopper" : "portable"; }
@@ -54,10 +52,24 @@ void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const T
 
 }  // namespace
 
-void conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream) {
-  if (geo.N == 0) return;
+std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
+                                                        const Tensor& weight, const std::optional<Tensor>& bias,
+                                                        Tensor& out, MathMode mode, cudaStream_t stream,
+                                                        int64_t stats_groups) {
+  if (geo.N == 0) return std::nullopt;
+  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
+    if (stats_groups <= 0) {
+      hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream);
+      return std::nullopt;
+    }
+    ForwardStats stats{Tensor(), hopper_stats_chunks(geo)};
+    stats.partial = torch::stable::new_empty(x, {geo.N * stats_groups * stats.chunks * 3}, ScalarType::Float);
+    hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream,
+                               reinterpret_cast<WelfordPartial*>(stats.partial.mutable_data_ptr()), stats_groups);
+    return stats;
+  }
   portable_forward(geo, x, weight, bias, out, mode, stream);
+  return std::nullopt;
 }
 
 namespace {

@@ -2,7 +2,8 @@
 // ConvTranspose3d -> ReLU -> GroupNorm in one call.
 //
 // h = relu(conv_transpose(x)) is written once (contiguous NCDHW), its GroupNorm
-// statistics are reduced, and the normalize+affine pass writes y. Without
+// statistics are reduced (in the conv epilogue on the Hopper path, by a separate
+// pass otherwise), and the normalize+affine pass writes y. Without
 // save_for_backward the normalization runs in place in h's buffer, so no second
 // output-sized tensor is allocated.
 #include <torch/csrc/stable/library.h>
@@ -27,13 +28,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   cudaStream_t stream = current_stream(x);
 
   Tensor h = empty_like_shape(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
-  conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32), stream);
+  const auto stats = conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32),
+                                                 stream, num_groups);
 
   Tensor mean = torch::stable::new_empty(x, {geo.N, num_groups}, ScalarType::Float);
   Tensor rstd = torch::stable::new_empty(x, {geo.N, num_groups}, ScalarType::Float);
   Tensor scale = torch::stable::new_empty(x, {geo.N, geo.Cout}, ScalarType::Float);
   Tensor shift = torch::stable::new_empty(x, {geo.N, geo.Cout}, ScalarType::Float);
-  group_norm_statistics(h, num_groups, eps, gn_weight, gn_bias, mean, rstd, scale, shift, stream);
+  if (stats.has_value()) {  // the conv epilogue already reduced h: only the merge is left
+    group_norm_finalize(reinterpret_cast<const WelfordPartial*>(stats->partial.const_data_ptr()), stats->chunks,
+                        geo.N, geo.Cout, num_groups, eps, gn_weight, gn_bias, x.scalar_type(), mean, rstd, scale,
+                        shift, stream);
+  } else {
+    group_norm_statistics(h, num_groups, eps, gn_weight, gn_bias, mean, rstd, scale, shift, stream);
+  }
   if (save_for_backward) {
     Tensor y = torch::stable::empty_like(h);
     group_norm_apply(h, scale, shift, y, stream);

@@ -17,16 +17,14 @@ struct alignas(sizeof(T) * VEC) Pack {
   T v[VEC];
 };
 
-struct Welford {
-  float n, mean, m2;
-};
+using Welford = WelfordPartial;
 
 __device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford& b) {
-  const float n = a.n + b.n;
+  const float n = a.count + b.count;
   if (n == 0.f) return a;
   const float delta = b.mean - a.mean;
-  const float wb = b.n / n;
-  return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.n * wb};
+  const float wb = b.count / n;
+  return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
 }
 
 // Deterministic block reductions: fixed shuffle pattern, then warp results in order.
@@ -34,7 +32,7 @@ __device__ __forceinline__ Welford block_merge(Welford w) {
   __shared__ Welford warp_results[kThreads / 32];
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
-    Welford o{__shfl_down_sync(0xffffffffu, w.n, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
+    Welford o{__shfl_down_sync(0xffffffffu, w.count, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
               __shfl_down_sync(0xffffffffu, w.m2, offset)};
     w = welford_merge(w, o);
   }
@@ -107,11 +105,11 @@ __global__ void __launch_bounds__(kThreads) gn_finalize_kernel(const Welford* __
     double n = 0, mean = 0, m2 = 0;
     for (int i = threadIdx.x; i < chunks; i += kThreads) {
       const Welford w = partial[grp * chunks + i];
-      const double nn = n + w.n;
+      const double nn = n + w.count;
       if (nn > 0) {
         const double delta = double(w.mean) - mean;
-        mean += delta * w.n / nn;
-        m2 += double(w.m2) + delta * delta * n * w.n / nn;
+        mean += delta * w.count / nn;
+        m2 += double(w.m2) + delta * delta * n * w.count / nn;
         n = nn;
       }
     }
@@ -327,6 +325,24 @@ const T* optional_ptr(const std::optional<Tensor>& t) {
 
 }  // namespace
 
+void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t N, int64_t C, int64_t num_groups,
+                         double eps, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
+                         ScalarType dtype, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                         cudaStream_t stream) {
+  const int64_t groups = N * num_groups;
+  if (groups == 0) return;
+  STD_TORCH_CHECK(chunks < (int64_t(1) << 31), "convt3d: group too large");
+  dispatch_float_type(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(groups, 1 << 30)), kThreads, 0, stream>>>(
+        partial, static_cast<int>(chunks), static_cast<int>(num_groups), static_cast<int>(C / num_groups), eps,
+        optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<float*>(mean.mutable_data_ptr()),
+        static_cast<float*>(rstd.mutable_data_ptr()), static_cast<float*>(scale.mutable_data_ptr()),
+        static_cast<float*>(shift.mutable_data_ptr()), groups);
+    CONVT3D_CHECK_LAUNCH();
+  });
+}
+
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,
                            const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
                            cudaStream_t stream) {
@@ -334,11 +350,9 @@ void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, cons
   const int64_t groups = N * num_groups;
   if (groups == 0) return;
   const int64_t S = x.numel() / (N * C);
-  const int64_t cpg = C / num_groups;
-  const int64_t group_len = cpg * S;
+  const int64_t group_len = C / num_groups * S;
   constexpr int64_t kChunk = int64_t(kThreads) * 64;  // elements per partial
   const int64_t chunks = ceil_div(group_len, kChunk);
-  STD_TORCH_CHECK(chunks < (int64_t(1) << 31), "convt3d: group too large");
   Tensor partial = torch::stable::new_empty(x, {groups * chunks * 3}, ScalarType::Float);
   Welford* part = reinterpret_cast<Welford*>(partial.mutable_data_ptr());
   dispatch_vec(x.scalar_type(), group_len, x.const_data_ptr(), x.const_data_ptr(), [&](auto tag, auto vec) {
@@ -348,13 +362,9 @@ void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, cons
                                                                     group_len, kChunk, static_cast<int>(chunks),
                                                                     groups);
     CONVT3D_CHECK_LAUNCH();
-    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(groups, 1 << 30)), kThreads, 0, stream>>>(
-        part, static_cast<int>(chunks), static_cast<int>(num_groups), static_cast<int>(cpg), eps,
-        optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<float*>(mean.mutable_data_ptr()),
-        static_cast<float*>(rstd.mutable_data_ptr()), static_cast<float*>(scale.mutable_data_ptr()),
-        static_cast<float*>(shift.mutable_data_ptr()), groups);
-    CONVT3D_CHECK_LAUNCH();
   });
+  group_norm_finalize(part, chunks, N, C, num_groups, eps, weight, bias, x.scalar_type(), mean, rstd, scale, shift,
+                      stream);
 }
 
 void group_norm_apply(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y, cudaStream_t stream) {

@@ -7,11 +7,24 @@
 
 namespace convt3d {
 
+// Statistics of one chunk of one (sample, group): element count, mean, sum of squared
+// deviations. Chunks of a group are merged with Chan's formula in a fixed order.
+struct WelfordPartial {
+  float count, mean, m2;
+};
+
 // mean, rstd: (N, G) float32. scale, shift: (N, C) float32 with
 // y = x * scale[n, c] + shift[n, c]  (the normalization and the affine folded).
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,
                            const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
                            cudaStream_t stream);
+
+// The second half of group_norm_statistics, for statistics produced elsewhere (the
+// Hopper conv epilogue): partial[(n * G + g) * chunks + i], merged in order i = 0, 1, ...
+void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t N, int64_t C, int64_t num_groups,
+                         double eps, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
+                         ScalarType dtype, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                         cudaStream_t stream);
 
 // y = x * scale + shift per (n, c); y may be x itself (in place).
 void group_norm_apply(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y, cudaStream_t stream);

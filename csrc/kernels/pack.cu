@@ -66,8 +66,8 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
 struct WeightShape {
   int64_t stride[5];  // ci, co, kd, kh, kw of the source
   int64_t rows, taps, Cp, Cin_g, Cout_g, G;
-  int kh, kw;
-  int rows_are_out;
+  int kd, kh, kw;
+  int rows_are_out, flip;
 };
 
 template <typename T>
@@ -84,9 +84,15 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
     const int64_t co = s.rows_are_out ? row : c;  // output channel within the group
     T v = from_float<T>(0.f);
     if (ci < s.Cin_g && co < s.Cout_g) {
-      const int64_t kd = tap / (s.kh * s.kw), khw = tap % (s.kh * s.kw);
+      int64_t kd = tap / (s.kh * s.kw), khw = tap % (s.kh * s.kw);
+      int64_t kh = khw / s.kw, kw = khw % s.kw;
+      if (s.flip) {
+        kd = s.kd - 1 - kd;
+        kh = s.kh - 1 - kh;
+        kw = s.kw - 1 - kw;
+      }
       v = maybe_round(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kd * s.stride[2] +
-                          (khw / s.kw) * s.stride[3] + (khw % s.kw) * s.stride[4]],
+                          kh * s.stride[3] + kw * s.stride[4]],
                       round_tf32);
     }
     dst[i] = v;
@@ -118,15 +124,17 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
 }
 
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, int64_t rows_padded, bool flip_taps) {
   WeightShape s{};
   for (int i = 0; i < 5; ++i) s.stride[i] = w.stride(i);
   s.G = groups;
   s.Cin_g = w.size(0) / groups;
   s.Cout_g = w.size(1);
   s.rows_are_out = rows == WeightRows::kOutChannels;
-  s.rows = s.rows_are_out ? s.Cout_g : s.Cin_g;
+  s.rows = std::max(s.rows_are_out ? s.Cout_g : s.Cin_g, rows_padded);
   s.taps = w.size(2) * w.size(3) * w.size(4);
+  s.flip = flip_taps ? 1 : 0;
+  s.kd = static_cast<int>(w.size(2));
   s.kh = static_cast<int>(w.size(3));
   s.kw = static_cast<int>(w.size(4));
   s.Cp = Cp;

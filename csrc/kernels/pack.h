@@ -19,7 +19,9 @@ enum class WeightRows {
   kOutChannels,  // rows = output channels, K over input channels (the transposed conv itself)
   kInChannels,   // rows = input channels, K over output channels (its input gradient, a direct conv)
 };
+// rows_padded (>= the real row count, or 0 for none): rows beyond the real ones are zero.
+// flip_taps: tap (a, b, c) of the packed tensor holds kernel tap (kD-1-a, kH-1-b, kW-1-c).
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
-                 cudaStream_t stream);
+                 cudaStream_t stream, int64_t rows_padded = 0, bool flip_taps = false);
 
 }  // namespace convt3d

@@ -1,0 +1,29 @@
+// The Hopper (sm_90a) forward path of the transposed conv + ReLU: TMA im2col loads
+// of channels-last activations, TMA tiled loads of prepacked weights, a 4-stage
+// mbarrier pipeline feeding two wgmma consumer warpgroups, persistent grid.
+//
+// A stride-1 transposed conv is a correlation with the kernel flipped and the
+// window shifted by pad - (k - 1): the im2col box corners are (pad - (k-1), -pad).
+// Tile: 128 output channels x 256 output positions of one sample; the accumulator
+// rows are channels and its columns contiguous positions, so the epilogue stores
+// NCDHW directly (bias, ReLU, and optional GroupNorm partial statistics).
+#pragma once
+
+#include "common/conv_args.h"
+#include "common/math_mode.cuh"
+#include "group_norm.h"
+
+namespace convt3d {
+
+// Whether the Hopper kernel handles this problem on this device (else: portable path).
+bool hopper_supports(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
+
+// out: contiguous (N, Cout, Do, Ho, Wo). With stats != nullptr the epilogue also writes
+// GroupNorm partial statistics of relu(out) for num_groups groups, laid out for
+// group_norm_finalize with hopper_stats_chunks(geo) chunks per (sample, group).
+void hopper_conv_transpose_relu(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
+                                const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
+                                WelfordPartial* stats = nullptr, int64_t num_groups = 0);
+int64_t hopper_stats_chunks(const ConvTransposeGeometry& geo);
+
+}  // namespace convt3d
