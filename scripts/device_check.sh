@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine (see README "On a GPU machine without network access"):
 # installs the carried wheel, runs the test suite and the benchmark, logs under $OUT.
-#   scripts/device_check.sh [tests|bench|profile|sweep|all] [extra pytest args...]
+#   scripts/device_check.sh [smoke|tests|bench|profile|sweep|all] [extra pytest args...]
 set -uo pipefail
 what=${1:-all}; shift || true
 OUT=${OUT:-/tmp/convt3d_out}
@@ -14,6 +14,9 @@ ROOT=$(pwd)
 cd /tmp  # outside the repository root, so the installed wheel is imported, not the source tree
 python3 -c "import torch, convt3d_ops; print('torch', torch.__version__, 'convt3d_ops', convt3d_ops.__version__, torch.cuda.get_device_name(0))" | tee -a "$OUT/gpu.txt"
 rc=0
+if [[ $what == smoke || $what == all ]]; then
+  timeout 120 python3 "$ROOT/benchmarks/smoke_hopper.py" 2>&1 | tee "$OUT/smoke.log" || rc=$?
+fi
 if [[ $what == tests || $what == all ]]; then
   (cd "$ROOT/tests" && python3 -m pytest -q -rs -p no:cacheprovider --timeout 600 . "$@") > "$OUT/tests.log" 2>&1 || rc=$?
   tail -n 40 "$OUT/tests.log"

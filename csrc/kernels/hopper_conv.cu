@@ -97,7 +97,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (wg == 0) {
     // ---------------- producer ----------------
-    hopper::setmaxnreg_dec<48>();
+    // Register budget: the CTA's pool is what the launch allotted, 384 threads x 168 registers.
+    // 168 -> 40 here frees 128 x 128 registers, exactly what 168 -> 232 takes for the 256
+    // consumer threads; asking for more than the pool holds blocks setmaxnreg.inc forever.
+    hopper::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
       hopper::tma_prefetch_map(&wmap);
       hopper::tma_prefetch_map(&xmap);

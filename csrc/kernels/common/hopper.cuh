@@ -43,8 +43,11 @@ __device__ __forceinline__ bool mbar_try_wait(uint64_t* bar, uint32_t parity) {
       : "memory");
   return done != 0;
 }
+// Waits for the phase; a wait that never ends (a broken pipeline) traps after ~2^28 polls
+// (seconds), turning a hang into a CUDA error the caller sees.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  while (!mbar_try_wait(bar, parity)) {
+  for (uint32_t polls = 0; !mbar_try_wait(bar, parity);) {
+    if (++polls == (1u << 28)) __trap();
   }
 }
 
