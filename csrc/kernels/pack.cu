@@ -18,6 +18,7 @@ struct ActivationShape {
   int64_t stride[5];  // n, c, d, h, w of the source
   int64_t S;          // D*H*W
   int H, W, G, Cg, Cp;
+  int collapsible;    // spatial dims form one stride (NCDHW, NDHWC): position p is at p * stride[4]
 };
 
 // A 32-position x 32-slot tile transposed through shared memory; a slot is
@@ -45,11 +46,15 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
     if (pos < s.S && slot < slots) {
       const int g = slot / s.Cp, c = slot - g * s.Cp;
       if (c < s.Cg) {
-        const int64_t d = pos / HW, rem = pos - d * HW;
-        const int64_t h = rem / s.W, w = rem - h * s.W;
-        v = maybe_round(
-            src_n[int64_t(g * s.Cg + c) * s.stride[1] + d * s.stride[2] + h * s.stride[3] + w * s.stride[4]],
-            round_tf32);
+        int64_t offset;
+        if (s.collapsible) {
+          offset = pos * s.stride[4];
+        } else {  // a general strided view: decode the position
+          const int64_t d = pos / HW, rem = pos - d * HW;
+          const int64_t h = rem / s.W, w = rem - h * s.W;
+          offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
+        }
+        v = maybe_round(src_n[int64_t(g * s.Cg + c) * s.stride[1] + offset], round_tf32);
       }
     }
     tile[q_local][p_local] = v;
@@ -110,6 +115,7 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
   s.G = static_cast<int>(groups);
   s.Cg = static_cast<int>(src.size(1) / groups);
   s.Cp = static_cast<int>(Cp);
+  s.collapsible = s.stride[2] == src.size(3) * s.stride[3] && s.stride[3] == src.size(4) * s.stride[4];
   const int64_t N = src.size(0);
   if (N == 0 || s.S == 0) return;
   STD_TORCH_CHECK(N <= 65535, "convt3d: batch sizes above 65535 are not supported");
