@@ -140,6 +140,20 @@ def check_group_norm_input(x, op) -> None:
             _fail(op, f"'x' must have non-empty spatial dimensions, got size {x.shape[d]} in dimension {d}")
 
 
+def spatial_size(shape) -> int:
+    size = 1
+    for s in shape[2:]:
+        size *= s
+    return size
+
+
+def check_group_norm_values(n, channels, spatial, num_groups, op) -> None:
+    """As torch.nn.functional.group_norm: a group of one single value has no variance."""
+    if n * (channels // num_groups) * spatial == 1:
+        _fail(op, "expected more than 1 value per group (N * C / num_groups * spatial size is 1), as "
+                  "torch.nn.functional.group_norm does")
+
+
 def check_group_norm_params(channels, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], num_groups, eps,
                             x, weight_name, bias_name, op) -> None:
     if isinstance(num_groups, bool) or not isinstance(num_groups, (int, torch.SymInt)):

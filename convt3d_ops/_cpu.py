@@ -57,20 +57,14 @@ def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_paddi
     return gx, gw, gb
 
 
-def _spatial_size(x):
-    size = 1
-    for s in x.shape[2:]:
-        size *= s
-    return size
-
-
 def group_norm(x, weight, bias, num_groups, eps):
     op = "convt3d.group_norm"
     _checks.check_group_norm_input(x, op)
     _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
     n, c = x.shape[0], x.shape[1]
+    _checks.check_group_norm_values(n, c, _checks.spatial_size(x.shape), num_groups, op)
     cd = _compute_dtype(x.dtype)
-    y, mean, rstd = torch.ops.aten.native_group_norm(_up(x, cd), _up(weight, cd), _up(bias, cd), n, c, _spatial_size(x),
+    y, mean, rstd = torch.ops.aten.native_group_norm(_up(x, cd), _up(weight, cd), _up(bias, cd), n, c, _checks.spatial_size(x.shape),
                                                     num_groups, eps)
     return y.to(x.dtype).contiguous(), mean.reshape(n, num_groups).float(), rstd.reshape(n, num_groups).float()
 
@@ -88,7 +82,7 @@ def group_norm_backward(grad_y, x, mean, rstd, weight, num_groups, relu_input, n
     pdtype = weight.dtype if weight is not None else x.dtype
     xc = _up(x, cd)
     gx, gw, gb = torch.ops.aten.native_group_norm_backward(
-        _up(grad_y, cd), xc, _up(mean, cd), _up(rstd, cd), _up(weight, cd), n, c, _spatial_size(x), num_groups,
+        _up(grad_y, cd), xc, _up(mean, cd), _up(rstd, cd), _up(weight, cd), n, c, _checks.spatial_size(x.shape), num_groups,
         [need_x_grad, need_weight_grad, need_bias_grad])
     if need_x_grad:
         if relu_input:
@@ -108,6 +102,7 @@ def fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_p
     out_shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
                                                   op)
     _checks.check_group_norm_params(out_shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
+    _checks.check_group_norm_values(out_shape[0], out_shape[1], _checks.spatial_size(out_shape), num_groups, op)
     h = conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups, allow_tf32)
     y, mean, rstd = group_norm(h, gn_weight, gn_bias, num_groups, eps)
     return y, (h.contiguous() if save_for_backward else _empty(x)), mean, rstd

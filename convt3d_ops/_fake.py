@@ -45,6 +45,7 @@ def group_norm(x, weight, bias, num_groups, eps):
     _checks.check_group_norm_input(x, op)
     _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
     n = x.shape[0]
+    _checks.check_group_norm_values(n, x.shape[1], _checks.spatial_size(x.shape), num_groups, op)
     return (_empty(x.shape, x), _empty((n, num_groups), x, torch.float32), _empty((n, num_groups), x, torch.float32))
 
 
@@ -66,6 +67,7 @@ def fused_forward(x, weight, bias, gn_weight, gn_bias, stride, padding, output_p
     op = "convt3d.fused_forward"
     shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
     _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
+    _checks.check_group_norm_values(shape[0], shape[1], _checks.spatial_size(shape), num_groups, op)
     n = shape[0]
     y = _empty(shape, x)
     h = _empty(shape, x) if save_for_backward else x.new_empty(0)

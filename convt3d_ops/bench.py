@@ -192,8 +192,8 @@ def run_gpu(problems: List[Problem], modes: List[str], variants: List[str], json
         for variant in variants:
             print(f"  timing PyTorch {variant} [{mode}] on {len(mode_problems)} problem(s) ...", flush=True)
             torch_times[variant] = run_torch_variant(mode_problems, mode, variant)
-        for p in mode_problems:
-            print(f"  timing ours [{mode}] {p.name} ...", flush=True)
+        for k, p in enumerate(mode_problems):
+            print(f"  timing ours [{mode}] {p.name} ({k + 1}/{len(mode_problems)}) ...", flush=True)
             ours = time_ours(p, mode)
             theirs = {v: torch_times[v].get(p.name) for v in variants}
             valid = {v: t for v, t in theirs.items() if t is not None}
@@ -213,6 +213,7 @@ def run_gpu(problems: List[Problem], modes: List[str], variants: List[str], json
     with open(json_path, "w") as f:
         json.dump({"device": dev, "torch": torch.__version__, "rows": rows}, f, indent=1)
     print(f"JSON written to {json_path}")
+    write_report(rows, variants, json_path, dev)
     return rows
 
 
@@ -220,7 +221,7 @@ def _fmt(v, spec="{:.3f}"):
     return "n/a" if v is None else spec.format(v)
 
 
-def print_table(rows: List[dict], variants: List[str]) -> None:
+def table_lines(rows: List[dict], variants: List[str]) -> List[List[str]]:
     head = ["problem", "mode", "path", "ours ms", "conv+relu ms", "TFLOP/s", "GB/s"] + [f"{v} ms" for v in variants]
     head += ["best PyTorch", "speedup"]
     lines = [head]
@@ -229,7 +230,51 @@ def print_table(rows: List[dict], variants: List[str]) -> None:
                       _fmt(r["tflops"], "{:.0f}"), _fmt(r["gbps"], "{:.0f}")]
                      + [_fmt(r["torch_ms"][v]) for v in variants]
                      + [r["best_torch"] or "n/a", _fmt(r["speedup_vs_best"], "{:.2f}x")])
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    return lines
+
+
+def write_report(rows: List[dict], variants: List[str], json_path: str, device: str) -> None:
+    """A Markdown table and (where matplotlib is installed) a PNG next to the JSON."""
+    base = os.path.splitext(json_path)[0]
+    lines = table_lines(rows, variants)
+    with open(base + ".md", "w") as f:
+        f.write(f"Benchmark on {device}, torch {torch.__version__} (ms: median forward time; speedup: best PyTorch "
+                "configuration / ours)\n\n")
+        f.write("| " + " | ".join(lines[0]) + " |\n|" + "---|" * len(lines[0]) + "\n")
+        for line in lines[1:]:
+            f.write("| " + " | ".join(line) + " |\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot written")
+        return
+    labels = [f"{r['problem']['name']}\n{r['mode']}" for r in rows]
+    series = [("ours", [r["ours_ms"] for r in rows])] + [(v, [r["torch_ms"][v] for r in rows]) for v in variants]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(rows)), 8))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series):
+        xs = [j + i * width for j in range(len(rows))]
+        ax1.bar(xs, [v if v is not None else 0 for v in values], width, label=name)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("forward time, ms (log)")
+    ax1.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))], labels, fontsize=7)
+    ax1.legend(fontsize=7)
+    ax1.set_title(f"ConvTranspose3d -> ReLU -> GroupNorm forward on {device}")
+    speedups = [r["speedup_vs_best"] or 0 for r in rows]
+    ax2.bar(range(len(rows)), speedups, color=["tab:green" if s >= 1 else "tab:red" for s in speedups])
+    ax2.axhline(1.0, color="black", linewidth=0.8)
+    ax2.set_ylabel("speedup vs best PyTorch")
+    ax2.set_xticks(range(len(rows)), labels, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(base + ".png", dpi=120)
+    print(f"report written to {base}.md and {base}.png")
+
+
+def print_table(rows: List[dict], variants: List[str]) -> None:
+    lines = table_lines(rows, variants)
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(lines[0]))]
     for i, line in enumerate(lines):
         print("  ".join(str(c).rjust(w) for c, w in zip(line, widths)))
         if i == 0:

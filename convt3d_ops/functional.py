@@ -3,8 +3,9 @@
 They accept ints or triples for the conv parameters (like torch.nn.functional),
 validate every argument up front (raising ``ArgumentError``, a ValueError and a
 RuntimeError), follow ``torch.backends.cudnn.allow_tf32`` for float32 inputs
-(PyTorch's precision policy for convolutions), and keep the tensors that
-backward needs only when autograd will need them.
+(PyTorch's precision policy for convolutions), follow ``torch.autocast("cuda")``
+as PyTorch's own ops do, and keep the tensors that backward needs only when
+autograd will need them.
 """
 from __future__ import annotations
 
@@ -26,11 +27,25 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _autocast_dtype(x: torch.Tensor):
+    """The autocast compute dtype for x's device, or None outside autocast (or on the CPU)."""
+    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        return torch.get_autocast_dtype("cuda")
+    return None
+
+
+def _cast(dtype, *tensors):
+    return [t.to(dtype) if (t is not None and t.is_floating_point()) else t for t in tensors]
+
+
 def conv_transpose3d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
                           padding=0, output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
     """relu(conv_transpose3d(x, weight, bias, ...)) in one kernel; arguments as torch.nn.functional.conv_transpose3d."""
     op = "convt3d.conv_transpose3d_relu"
     stride, padding, output_padding, dilation = _conv_params(stride, padding, output_padding, dilation, op)
+    amp = _autocast_dtype(x)
+    if amp is not None:  # like conv_transpose3d under autocast: computed in the autocast dtype
+        x, weight, bias = _cast(amp, x, weight, bias)
     _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
     return torch.ops.convt3d.conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups,
                                                    torch.backends.cudnn.allow_tf32)
@@ -43,8 +58,11 @@ def group_norm(x: torch.Tensor, num_groups: int, weight: Optional[torch.Tensor] 
 
     With return_stats=True returns (y, mean, rstd), the statistics float32 of shape (N, num_groups)."""
     op = "convt3d.group_norm"
+    if _autocast_dtype(x) is not None:  # like group_norm under autocast: computed in float32
+        x, weight, bias = _cast(torch.float32, x, weight, bias)
     _checks.check_group_norm_input(x, op)
     _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
+    _checks.check_group_norm_values(x.shape[0], x.shape[1], _checks.spatial_size(x.shape), num_groups, op)
     y, mean, rstd = torch.ops.convt3d.group_norm(x, weight, bias, num_groups, float(eps))
     return (y, mean, rstd) if return_stats else y
 
@@ -58,11 +76,19 @@ def fused_forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     With return_stats=True returns (y, mean, rstd) (GroupNorm statistics, float32, shape (N, num_groups))."""
     op = "convt3d.fused_forward"
     stride, padding, output_padding, dilation = _conv_params(stride, padding, output_padding, dilation, op)
+    amp = _autocast_dtype(x)
+    if amp is not None:
+        # Under autocast PyTorch runs the conv in the autocast dtype and GroupNorm in float32 (so the
+        # result is float32); the fused kernel runs in the autocast dtype with float32 statistics.
+        x, weight, bias, gn_weight, gn_bias = _cast(amp, x, weight, bias, gn_weight, gn_bias)
     shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
     _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
+    _checks.check_group_norm_values(shape[0], shape[1], _checks.spatial_size(shape), num_groups, op)
     y, _h, mean, rstd = torch.ops.convt3d.fused_forward(
         x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups, float(eps),
         torch.backends.cudnn.allow_tf32, _needs_grad(x, weight, bias, gn_weight, gn_bias))
+    if amp is not None:
+        y = y.float()
     return (y, mean, rstd) if return_stats else y
 
 

@@ -24,6 +24,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   const auto geo =
       check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op);
   check_group_norm_params(geo.Cout, gn_weight, gn_bias, num_groups, eps, x, "x", "gn_weight", "gn_bias", op);
+  check_group_norm_values(geo.N, geo.Cout, geo.out_positions(), num_groups, op);
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
 

@@ -460,10 +460,11 @@ std::tuple<Tensor, Tensor, Tensor> group_norm_cuda(Tensor x, std::optional<Tenso
   const char* op = "convt3d.group_norm";
   check_group_norm_input(x, op);
   check_group_norm_params(x.size(1), weight, bias, num_groups, eps, x, "x", "weight", "bias", op);
+  const int64_t N = x.size(0), C = x.size(1);
+  check_group_norm_values(N, C, N * C > 0 ? x.numel() / (N * C) : 1, num_groups, op);
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
   const Tensor xc = as_contiguous(x);
-  const int64_t N = x.size(0), C = x.size(1);
   Tensor y = torch::stable::empty_like(xc);
   Tensor mean = torch::stable::new_empty(x, {N, num_groups}, ScalarType::Float);
   Tensor rstd = torch::stable::new_empty(x, {N, num_groups}, ScalarType::Float);

@@ -106,4 +106,11 @@ inline void check_group_norm_params(int64_t C, const std::optional<Tensor>& weig
   }
 }
 
+// As torch.nn.functional.group_norm: a group of one single value has no variance.
+inline void check_group_norm_values(int64_t N, int64_t C, int64_t spatial, int64_t num_groups, const char* op) {
+  STD_TORCH_CHECK(N * (C / num_groups) * spatial != 1, op,
+                  ": expected more than 1 value per group (N * C / num_groups * spatial size is 1), as "
+                  "torch.nn.functional.group_norm does");
+}
+
 }  // namespace convt3d

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every CUDA kernel (benchmarks/sanitize_kernels.py) under compute-sanitizer's
+# memcheck, racecheck, initcheck and synccheck; prints each tool's error summary.
+# On the GPU machine, after installing the wheel:  bash scripts/sanitize.sh [outdir]
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUTDIR=${1:-${OUT:-/tmp}/sanitizer}
+mkdir -p "$OUTDIR"
+cd /tmp  # import the installed wheel, not the source tree
+rc=0
+for tool in memcheck racecheck initcheck synccheck; do
+  extra=""
+  [[ $tool == memcheck ]] && extra="--leak-check full"
+  compute-sanitizer --tool $tool $extra --print-limit 20 python3 "$ROOT/benchmarks/sanitize_kernels.py" \
+    > "$OUTDIR/$tool.log" 2>&1 || rc=1
+  echo "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY' "$OUTDIR/$tool.log" | tr '\n' ' ') $(tail -n 1 "$OUTDIR/$tool.log")"
+done
+exit $rc

@@ -1,0 +1,88 @@
+"""Property-based fuzzing against float64: random valid shapes and parameters, forward and
+backward, on the CPU and on CUDA (whichever kernel path the draw lands on).
+
+A fixed-seed profile of CONVT3D_FUZZ_EXAMPLES cases (default 300) per device runs in the
+suite; set the variable higher for a longer run on a GPU.
+"""
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import convt3d_ops
+from cases import Case
+from helpers import ALL_DEVICES, GRAD_FACTOR, allow_tf32, assert_close_class, precision_class, reference_chain, to64
+
+EXAMPLES = int(os.environ.get("CONVT3D_FUZZ_EXAMPLES", "300"))
+PATHS_SEEN = {}  # path -> number of cases, reported at the end of the module
+
+
+@st.composite
+def problems(draw):
+    groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    c_in = groups * draw(st.integers(1, 96 // groups if groups > 1 else 96))
+    c_out = groups * draw(st.integers(1, 32))
+    divisors = [d for d in range(1, c_out + 1) if c_out % d == 0]
+    num_groups = draw(st.sampled_from(divisors))
+    kernel = tuple(draw(st.integers(1, 5)) for _ in range(3))
+    stride = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(3))
+    dilation = tuple(draw(st.sampled_from([1, 1, 2])) for _ in range(3))
+    size = tuple(draw(st.integers(1, 20)) for _ in range(3))
+    padding = tuple(draw(st.integers(0, dilation[d] * (kernel[d] - 1))) for d in range(3))
+    output_padding = tuple(draw(st.integers(0, max(stride[d], dilation[d]) - 1)) for d in range(3))
+    out = [(size[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1) + output_padding[d] + 1
+           for d in range(3)]
+    assume(all(o >= 1 for o in out))
+    n = draw(st.integers(1, 8))
+    assume(n * (c_out // num_groups) * out[0] * out[1] * out[2] > 1)  # one-value groups are rejected (as PyTorch)
+    # keep the float64 reference affordable on a 2-core CPU
+    assume(n * c_out * out[0] * out[1] * out[2] <= 150_000 and n * c_in * size[0] * size[1] * size[2] <= 150_000)
+    return Case("fuzz", n=n, c_in=c_in, c_out=c_out, size=size, kernel=kernel, stride=stride, padding=padding,
+                output_padding=output_padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
+                num_groups=num_groups, eps=draw(st.sampled_from([1e-5, 1e-3, 0.1])), affine=draw(st.booleans()),
+                layout=draw(st.sampled_from(["contiguous", "contiguous", "channels_last", "strided"])))
+
+
+def _modes(device):
+    if device == "cpu":
+        return st.sampled_from([(torch.float32, True), (torch.bfloat16, True), (torch.float64, True)])
+    return st.sampled_from([(torch.float32, True), (torch.float32, False), (torch.float16, True),
+                            (torch.bfloat16, True)])
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_fuzz_forward_and_backward_against_float64(device):
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @given(case=problems(), mode=_modes(device), seed=st.integers(0, 2**31 - 1), backward=st.booleans())
+    def check(case, mode, seed, backward):
+        dtype, tf32 = mode
+        inputs = case.make(dtype, device, seed)
+        with allow_tf32(tf32):
+            path = convt3d_ops.forward_path(inputs[0], inputs[1], **case.conv_kwargs())
+        key = f"{device}:{path}:{str(dtype).split('.')[-1]}{'' if tf32 or dtype != torch.float32 else '-ieee'}"
+        PATHS_SEEN[key] = PATHS_SEEN.get(key, 0) + 1
+        cls = "fp32" if dtype == torch.float64 else precision_class(dtype, device, tf32)
+        leaves = [t.detach().requires_grad_() if (t is not None and backward) else t for t in inputs]
+        with allow_tf32(tf32):
+            y = convt3d_ops.fused_forward(*leaves, num_groups=case.num_groups, eps=case.eps, **case.conv_kwargs())
+            mask = convt3d_ops.conv_transpose3d_relu(*inputs[:3], **case.conv_kwargs()) > 0 if backward else None
+        assert y.dtype == dtype and y.device.type == device
+        refs = [to64(t, requires_grad=backward) for t in inputs]
+        ref = reference_chain(*refs, num_groups=case.num_groups, eps=case.eps,
+                              relu_mask=None if mask is None else mask.cpu(), **case.conv_kwargs())
+        if not backward:
+            assert_close_class(y, ref, cls, what=f"forward {case} {dtype} tf32={tf32}")
+            return
+        upstream = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        y.backward(upstream.to(device=device, dtype=dtype))
+        ref.backward(upstream)
+        for name, t, r in zip(("x", "weight", "bias", "gn_weight", "gn_bias"), leaves, refs):
+            if t is not None:
+                assert_close_class(t.grad, r.grad, cls, factor=GRAD_FACTOR,
+                                   what=f"grad of {name} {case} {dtype} tf32={tf32}")
+
+    check()
+    print(f"\nfuzz cases per path: {dict(sorted(PATHS_SEEN.items()))}")
