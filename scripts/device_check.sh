@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine (see README "On a GPU machine without network access"):
 # installs the carried wheel, runs the test suite and the benchmark, logs under $OUT.
-#   scripts/device_check.sh [smoke|tests|bench|profile|sweep|all] [extra pytest args...]
+#   scripts/device_check.sh [smoke|tests|sanitize|bench|profile|sweep|all] [extra pytest args...]
 set -uo pipefail
 what=${1:-all}; shift || true
 OUT=${OUT:-/tmp/convt3d_out}
@@ -23,6 +23,9 @@ if [[ $what == tests || $what == all ]]; then
 fi
 if [[ $what == bench || $what == all ]]; then
   python3 -m convt3d_ops.bench --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" || rc=$?
+fi
+if [[ $what == sanitize || $what == all ]]; then
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 400 bash "$ROOT/scripts/sanitize.sh" "$OUT/sanitizer" || rc=$?
 fi
 if [[ $what == profile || $what == all ]]; then
   for mode in fp32 ieee; do python3 "$ROOT/benchmarks/profile_headline.py" --mode $mode; done > "$OUT/profile.log" 2>&1 || rc=$?

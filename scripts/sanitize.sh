@@ -7,6 +7,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${1:-${OUT:-/tmp}/sanitizer}
 mkdir -p "$OUTDIR"
 cd /tmp  # import the installed wheel, not the source tree
+export PYTORCH_NO_CUDA_MEMORY_CACHING=1  # let the tools see every allocation as it is made and freed
 rc=0
 for tool in memcheck racecheck initcheck synccheck; do
   extra=""
