@@ -18,6 +18,7 @@ if [[ $what == smoke || $what == all ]]; then
   timeout 120 python3 "$ROOT/benchmarks/smoke_hopper.py" 2>&1 | tee "$OUT/smoke.log" || rc=$?
 fi
 if [[ $what == tests || $what == all ]]; then
+  export CONVT3D_TEST_REPORT="$OUT/test_report.txt"
   (cd "$ROOT/tests" && python3 -m pytest -q -rs -p no:cacheprovider --timeout 600 . "$@") > "$OUT/tests.log" 2>&1 || rc=$?
   tail -n 40 "$OUT/tests.log"
 fi
@@ -31,6 +32,6 @@ if [[ $what == profile || $what == all ]]; then
   for mode in fp32 ieee; do python3 "$ROOT/benchmarks/profile_headline.py" --mode $mode; done > "$OUT/profile.log" 2>&1 || rc=$?
 fi
 if [[ $what == sweep ]]; then
-  python3 -m convt3d_ops.bench --sweep --json "$OUT/bench_sweep.json" 2>&1 | tee "$OUT/bench_sweep.log" || rc=$?
+  python3 -m convt3d_ops.bench --sweep --json "$OUT/bench_sweep.json" "$@" 2>&1 | tee "$OUT/bench_sweep.log" || rc=$?
 fi
 exit $rc

@@ -130,3 +130,14 @@ def seed_for(*parts) -> int:
     """A reproducible seed per check (each check draws its own fresh inputs)."""
     import zlib
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
+
+
+def report(line: str) -> None:
+    """A measurement worth keeping from a test run: printed, and appended to
+    $CONVT3D_TEST_REPORT (a file) when set, so device runs can collect them."""
+    import os
+    print("\n" + line)
+    path = os.environ.get("CONVT3D_TEST_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")

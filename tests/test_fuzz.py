@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import convt3d_ops
 from cases import Case
-from helpers import ALL_DEVICES, GRAD_FACTOR, allow_tf32, assert_close_class, precision_class, reference_chain, to64
+from helpers import (ALL_DEVICES, GRAD_FACTOR, allow_tf32, assert_close_class, precision_class, reference_chain, report,
+                     to64)
 
 EXAMPLES = int(os.environ.get("CONVT3D_FUZZ_EXAMPLES", "300"))
-PATHS_SEEN = {}  # path -> number of cases, reported at the end of the module
+PATHS_SEEN = {}  # device:path:dtype -> number of cases
 
 
 @st.composite
@@ -85,4 +86,4 @@ def test_fuzz_forward_and_backward_against_float64(device):
                                    what=f"grad of {name} {case} {dtype} tf32={tf32}")
 
     check()
-    print(f"\nfuzz cases per path: {dict(sorted(PATHS_SEEN.items()))}")
+    report(f"fuzz ({EXAMPLES} examples on {device}): cases per device:path:dtype {dict(sorted(PATHS_SEEN.items()))}")

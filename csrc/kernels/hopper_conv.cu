@@ -188,8 +188,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
           const int pos = pos0 + 8 * j;
-          const float v0 = fmaxf(acc[4 * j + 2 * h] + b, 0.f);
-          const float v1 = fmaxf(acc[4 * j + 2 * h + 1] + b, 0.f);
+          const float v0 = relu(acc[4 * j + 2 * h] + b);
+          const float v1 = relu(acc[4 * j + 2 * h + 1] + b);
           if (pairs && pos + 1 < p.P) {
             if constexpr (std::is_same_v<T, float>) {
               *reinterpret_cast<float2*>(row + pos) = make_float2(v0, v1);

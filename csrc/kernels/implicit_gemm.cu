@@ -267,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, 1) gather_conv_kernel(const GatherCo
           const int channel = g * p.rows + n;
           float v = acc[mi][nf][hh * 2 + e];
           if (bias != nullptr) v += to_float(bias[channel]);
-          if (p.relu) v = fmaxf(v, 0.f);
+          if (p.relu) v = relu(v);
           out[row_off + int64_t(channel) * p.os[1]] = from_float<T>(v);
         }
     }

@@ -88,6 +88,10 @@ struct MmaBf16 {
   }
 };
 
+// ---- ReLU -------------------------------------------------------------------------
+// As torch.relu: NaN stays NaN (fmaxf(NaN, 0) would return 0 and hide it from GroupNorm).
+__device__ __forceinline__ float relu(float v) { return v < 0.f ? 0.f : v; }
+
 // ---- element conversions ----------------------------------------------------
 template <typename T>
 __device__ __forceinline__ float to_float(T v);
