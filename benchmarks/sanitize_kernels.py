@@ -64,6 +64,7 @@ def main():
     ok = run()
     gc.collect()  # free every tensor before exit, so memcheck's leak check sees only real leaks
     torch.cuda.synchronize()
+    torch.cuda.empty_cache()
     print("ALL OK" if ok else "SOME RESULTS WRONG")
     raise SystemExit(0 if ok else 1)
 
