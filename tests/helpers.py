@@ -53,21 +53,24 @@ def precision_class(dtype: torch.dtype, device: str, allow_tf32: bool) -> str:
     return "tf32" if (device == "cuda" and allow_tf32) else "fp32"
 
 
-def errors(out: torch.Tensor, ref: torch.Tensor):
+def errors(out: torch.Tensor, ref: torch.Tensor, scale: float = 0.0):
     out64 = out.detach().double().cpu()
     ref64 = ref.detach().double().cpu()
     assert out64.shape == ref64.shape, f"shape {tuple(out64.shape)} != reference {tuple(ref64.shape)}"
     diff = out64 - ref64
-    ref_norm = ref64.norm().item()
-    ref_max = ref64.abs().max().item() if ref64.numel() else 0.0
+    ref_norm = max(ref64.norm().item(), scale)
+    ref_max = max(ref64.abs().max().item() if ref64.numel() else 0.0, scale / max(1, ref64.numel()) ** 0.5)
     rel_l2 = diff.norm().item() / ref_norm if ref_norm > 0 else diff.norm().item()
     rel_max = diff.abs().max().item() / ref_max if ref_max > 0 else (diff.abs().max().item() if diff.numel() else 0.0)
     return rel_l2, rel_max
 
 
-def assert_close_class(out: torch.Tensor, ref: torch.Tensor, cls: str, factor: float = 1.0, what: str = "output"):
+def assert_close_class(out: torch.Tensor, ref: torch.Tensor, cls: str, factor: float = 1.0, what: str = "output",
+                       scale: float = 0.0):
+    """scale: the natural size of `ref` when it can be near zero by structure (e.g. a conv-bias gradient
+    that GroupNorm's shift invariance makes vanish): errors are measured against max(|ref|, scale)."""
     assert torch.isfinite(out).all(), f"{what}: non-finite values (unwritten or broken elements)"
-    rel_l2, rel_max = errors(out, ref)
+    rel_l2, rel_max = errors(out, ref, scale)
     tol = TOLERANCES[cls]
     assert rel_l2 <= tol.rel_l2 * factor and rel_max <= tol.rel_max * factor, (
         f"{what}: rel L2 {rel_l2:.3e} (bound {tol.rel_l2 * factor:.1e}), rel max {rel_max:.3e} "
@@ -78,17 +81,19 @@ def assert_close_class(out: torch.Tensor, ref: torch.Tensor, cls: str, factor: f
 # ---- float64 references --------------------------------------------------------
 
 def reference_chain(x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups,
-                    eps, relu_mask=None):
+                    eps, relu_mask=None, return_pre=False):
     """group_norm(relu(conv_transpose3d(x))) with PyTorch's own ops (differentiable).
 
     relu_mask: apply this 0/1 mask instead of the ReLU's own decision. Gradient references
     use the mask of the kernel under test: in reduced precision a pre-activation within
     rounding of zero can land on either side, and each such flip moves the gradient by a
     whole upstream gradient element (fp64 on TF32-rounded inputs alone gives 1e-2 to 4e-2
-    relative error in grad x on these problems), which says nothing about the backward."""
-    h = F.conv_transpose3d(x, weight, bias, stride, padding, output_padding, groups, dilation)
-    h = torch.relu(h) if relu_mask is None else h * relu_mask.to(h)
-    return F.group_norm(h, num_groups, gn_weight, gn_bias, eps)
+    relative error in grad x on these problems), which says nothing about the backward.
+    return_pre: also return the conv output (for the natural scale of the bias gradient)."""
+    pre = F.conv_transpose3d(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    h = torch.relu(pre) if relu_mask is None else pre * relu_mask.to(pre)
+    y = F.group_norm(h, num_groups, gn_weight, gn_bias, eps)
+    return (y, pre) if return_pre else y
 
 
 def to64(t: Optional[torch.Tensor], device: str = "cpu", requires_grad: bool = False):
