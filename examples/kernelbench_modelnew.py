@@ -1,21 +1,14 @@
 """KernelBench-style drop-in: a single file that a harness can exec next to the reference.
 
 It defines ModelNew (the reference Model's signature, submodule names and parameters, so
-the same seed gives the same weights), get_inputs and get_init_inputs, and computes the
+the same seed gives the same weights), provides get_inputs and get_init_inputs, and computes the
 whole ConvTranspose3d -> ReLU -> GroupNorm chain with the installed convt3d_ops kernels.
 """
 import torch
 import torch.nn as nn
 
 import convt3d_ops  # noqa: F401  (registers torch.ops.convt3d)
-
-batch_size = 16
-in_channels = 64
-out_channels = 128
-D, H, W = 32, 32, 32
-kernel_size = 3
-groups = 8
-bias = False
+from convt3d_ops.reference import get_init_inputs, get_inputs  # noqa: F401  (the reference's own inputs)
 
 
 class ModelNew(nn.Module):
@@ -34,10 +27,3 @@ class ModelNew(nn.Module):
             torch.backends.cudnn.allow_tf32, needs_grad)
         return y
 
-
-def get_inputs():
-    return [torch.rand(batch_size, in_channels, D, H, W)]
-
-
-def get_init_inputs():
-    return [in_channels, out_channels, kernel_size, groups, bias]

@@ -19,14 +19,6 @@ struct alignas(sizeof(T) * VEC) Pack {
 
 using Welford = WelfordPartial;
 
-__device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford& b) {
-  const float n = a.count + b.count;
-  if (n == 0.f) return a;
-  const float delta = b.mean - a.mean;
-  const float wb = b.count / n;
-  return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
-}
-
 // Deterministic block reductions: fixed shuffle pattern, then warp results in order.
 __device__ __forceinline__ Welford block_merge(Welford w) {
   __shared__ Welford warp_results[kThreads / 32];

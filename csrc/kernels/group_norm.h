@@ -13,6 +13,15 @@ struct WelfordPartial {
   float count, mean, m2;
 };
 
+// Chan's merge of two partials (a first: the order is part of the result).
+__host__ __device__ inline WelfordPartial welford_merge(const WelfordPartial& a, const WelfordPartial& b) {
+  const float n = a.count + b.count;
+  if (n == 0.f) return a;
+  const float delta = b.mean - a.mean;
+  const float wb = b.count / n;
+  return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
+}
+
 // mean, rstd: (N, G) float32. scale, shift: (N, C) float32 with
 // y = x * scale[n, c] + shift[n, c]  (the normalization and the affine folded).
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,

@@ -53,14 +53,6 @@ __device__ __forceinline__ void wgmma_k_step(float (&acc)[128], uint64_t da, uin
     hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
 }
 
-__device__ __forceinline__ WelfordPartial welford_merge(const WelfordPartial& a, const WelfordPartial& b) {
-  const float n = a.count + b.count;
-  if (n == 0.f) return a;
-  const float delta = b.mean - a.mean;
-  const float wb = b.count / n;
-  return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
-}
-
 __device__ __forceinline__ void consumer_barrier() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
 struct TileCoords {

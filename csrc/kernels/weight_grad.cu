@@ -228,20 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1) weight_grad_kernel(const WeightGr
         for (int e = 0; e < 4; ++e) acc[mi][nf][e] += stage_acc[mi][nf][e];
   };
 
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < KT) load_stage(s, s);
-    cp_async_commit();
-  }
-  for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();
-    const int next = kt + kStages - 1;
-    if (next < KT) load_stage(next % kStages, next);
-    cp_async_commit();
-    compute_stage(kt % kStages);
-  }
-  cp_async_wait<0>();
+  cp_async_pipeline<kStages>(KT, load_stage, compute_stage);
 
   // partial tile of this split -> workspace
   float* ws = p.ws + (int64_t(blockIdx.z) * p.G + g) * p.Mpad * int64_t(p.Ntot);

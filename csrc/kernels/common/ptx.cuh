@@ -26,6 +26,28 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// The multistage main loop: stage kt is computed while stages kt+1 .. kt+Stages-1 load.
+// load_stage(stage, kt) issues the cp.async copies of K-tile kt into ring slot `stage`;
+// compute_stage(stage) consumes one. Every iteration commits a group (empty ones too) so
+// that wait_group<Stages-2> always means "K-tile kt has landed".
+template <int Stages, typename Load, typename Compute>
+__device__ __forceinline__ void cp_async_pipeline(int KT, Load&& load_stage, Compute&& compute_stage) {
+#pragma unroll
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < KT) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < KT; ++kt) {
+    cp_async_wait<Stages - 2>();
+    __syncthreads();  // K-tile kt is visible to all; slot (kt-1) % Stages is free to refill
+    const int next = kt + Stages - 1;
+    if (next < KT) load_stage(next % Stages, next);
+    cp_async_commit();
+    compute_stage(kt % Stages);
+  }
+  cp_async_wait<0>();
+}
+
 // ---- ldmatrix ---------------------------------------------------------------
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
