@@ -176,7 +176,8 @@ __global__ void __launch_bounds__(kThreads, 1) gather_conv_kernel(const GatherCo
   auto compute_stage = [&](int stage) {
     const uint32_t a_base = smem_u32(sA + stage * kBM * kLdWords);
     const uint32_t b_base = smem_u32(sB + stage * BN * kLdWords);
-#pragma unroll
+    // 3xTF32 keeps the four k-steps rolled: unrolled, their fragments stay live together and spill
+#pragma unroll(Cfg::kSplit ? 1 : 4)
     for (int ks = 0; ks < 4; ++ks) {
       uint32_t af[2][4];
 #pragma unroll
@@ -261,9 +262,7 @@ __global__ void __launch_bounds__(kThreads, 1) gather_conv_kernel(const GatherCo
 
 template <class Cfg, int BN>
 void launch_tile(const GatherConvParams& p, cudaStream_t stream) {
-  if constexpr (Cfg::kSplit && BN > 64) {
-    STD_TORCH_CHECK(false, "convt3d: internal error: no 3xTF32 tile wider than 64");
-  } else {
+  {
   int64_t max_phase_positions = 1;
   int phases = 1;
   for (int d = 0; d < 3; ++d) {
@@ -292,7 +291,7 @@ void launch_gather_conv(const GatherConvParams& p, MathMode mode, cudaStream_t s
     using Cfg = decltype(cfg);
     if (p.rows <= 32)
       launch_tile<Cfg, 32>(p, stream);
-    else if (p.rows <= 64 || Cfg::kSplit)  // 3xTF32 at 128 columns needs more than 255 registers (spills)
+    else if (p.rows <= 64)
       launch_tile<Cfg, 64>(p, stream);
     else
       launch_tile<Cfg, 128>(p, stream);
