@@ -7,6 +7,8 @@ CUDA kernels (see _fake.py), so a result does not change layout with the device.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -46,10 +48,14 @@ def conv_transpose3d_backward(grad_out, x, weight, stride, padding, output_paddi
         raise _checks.ArgumentError(f"{op}: 'grad_out' has shape {tuple(grad_out.shape)}, expected {tuple(out_shape)} "
                                     "(the shape of the forward output)")
     cd = _compute_dtype(x.dtype)
-    gx, gw, gb = torch.ops.aten.convolution_backward(
-        _up(grad_out, cd), _up(x, cd), _up(weight, cd), [out_shape[1]] if need_bias_grad else None, list(stride),
-        list(padding), list(dilation), True, list(output_padding), groups,
-        [need_x_grad, need_weight_grad, need_bias_grad])
+    # PyTorch 2.14's oneDNN kernel returns NaN (and corrupts memory) for the weight gradient of a
+    # dilated float32 transposed conv (found by tests/test_fuzz.py); its native kernel is right
+    avoid_onednn = need_weight_grad and any(d != 1 for d in dilation)
+    with torch.backends.mkldnn.flags(enabled=False) if avoid_onednn else contextlib.nullcontext():
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            _up(grad_out, cd), _up(x, cd), _up(weight, cd), [out_shape[1]] if need_bias_grad else None, list(stride),
+            list(padding), list(dilation), True, list(output_padding), groups,
+            [need_x_grad, need_weight_grad, need_bias_grad])
     fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
     gx = gx.to(x.dtype).contiguous(memory_format=fmt) if need_x_grad else _empty(x)
     gw = gw.to(x.dtype).contiguous() if need_weight_grad else _empty(x)

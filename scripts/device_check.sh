@@ -20,6 +20,8 @@ fi
 if [[ $what == tests || $what == all ]]; then
   export CONVT3D_TEST_REPORT="$OUT/test_report.txt"
   (cd "$ROOT/tests" && python3 -m pytest -q -rs -p no:cacheprovider --timeout 600 . "$@") > "$OUT/tests.log" 2>&1 || rc=$?
+  # a short summary that always fits what comes back: failures, their assertion lines, the counts
+  grep -E "^(FAILED|ERROR) |^E  .*(Error|assert)|passed|failed" "$OUT/tests.log" | head -n 200 > "$OUT/tests_summary.txt"
   tail -n 40 "$OUT/tests.log"
 fi
 if [[ $what == bench || $what == all ]]; then

@@ -115,3 +115,17 @@ def test_backward_without_saved_h_is_a_clear_error():
                                                  1e-5, True, False)
     with pytest.raises(RuntimeError, match="save_for_backward"):
         y.sum().backward()
+
+
+def test_dilated_weight_gradient_on_cpu_avoids_the_onednn_bug():
+    """PyTorch 2.14's oneDNN kernel returned NaN (and corrupted memory) for this weight gradient;
+    the CPU path computes it without oneDNN (found by the fuzz test)."""
+    kw = dict(stride=[2, 1, 1], padding=[3, 1, 4], output_padding=[0, 0, 0], dilation=[1, 1, 2], groups=1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 34, 3, 18, 11, generator=g)
+    w = torch.randn(34, 19, 4, 2, 4, generator=g) / 34 ** 0.5
+    grad_out = torch.randn(3, 19, 2, 17, 9, generator=g)
+    _, gw, _ = torch.ops.convt3d.conv_transpose3d_backward(grad_out, x, w, *kw.values(), False, True, False)
+    w64 = w.double().requires_grad_()
+    torch.nn.functional.conv_transpose3d(x.double(), w64, None, **kw).backward(grad_out.double())
+    assert_close_class(gw, w64.grad, "fp32")

@@ -105,11 +105,14 @@ HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability(0) == (9
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("dtype,tf32", MODES)
 def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
-    """Proves which path the forward tests above ran: the Hopper kernel for stride-1, dilation-1,
-    ungrouped problems in TF32 / fp16 / bf16 (contiguous output), the portable kernel otherwise."""
+    """Proves which path the forward tests above ran: the Hopper kernel for ungrouped problems with
+    stride 1 and dilation 1, or kernel == stride (kW == 2, no padding: the sub-pixel GEMM), in every
+    precision mode; the portable kernel otherwise."""
     x, w, _, _, _ = case.make(dtype, "cuda", seed=0)
     with allow_tf32(tf32):
         path = convt3d_ops.forward_path(x, w, **case.conv_kwargs())
-    expect_hopper = (case.stride == (1, 1, 1) and case.dilation == (1, 1, 1) and case.groups == 1
-                     and not (dtype == torch.float32 and not tf32))
+    direct = case.stride == (1, 1, 1) and case.dilation == (1, 1, 1)
+    subpixel = (case.kernel == case.stride and case.kernel[2] == 2 and case.padding == (0, 0, 0)
+                and case.output_padding == (0, 0, 0) and case.dilation == (1, 1, 1))
+    expect_hopper = case.groups == 1 and (direct or subpixel)
     assert path == ("hopper" if expect_hopper else "portable")

@@ -6,6 +6,9 @@
 //   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
 //                (bias, ReLU, NCDHW stores, GroupNorm partial statistics).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
+// 3xTF32 (fp32 with TF32 off): both operands are packed as [big | small] TF32 pairs of
+// K-blocks, and every real K-block becomes three passes (stages), big x big, small x big and
+// big x small, of TF32 wgmma (the small x small term is dropped); see accumulate_3xtf32.
 #include "hopper_conv.h"
 
 #include <cudaTypedefs.h>
@@ -37,9 +40,16 @@ struct HopperParams {
   int tiles_per_sample, co_tiles, num_tiles;
   int lower[3];             // im2col lower corner (d, h, w)
   int k[3];
-  int c_blocks;             // K-blocks per tap
-  int kblocks;              // taps * c_blocks
+  int c_blocks;             // real K-blocks (of channels) per tap
+  int parts;                // packed K-blocks per real one: 1, or 2 (big, small) for 3xTF32
+  int passes;               // wgmma passes per real K-block: 1, or 3 for 3xTF32
+  int kblocks;              // taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
+  // sub-pixel path (kernel == stride): the GEMM runs over input positions (P, Ho, Wo above
+  // are the input's), the rows over (channel, kernel tap); the real output's sizes:
+  int sub_k[2];             // kD, kH
+  int taps_dh;              // kD * kH
+  int out_P, out_H, out_W;
 };
 
 #if CONVT3D_HOPPER
@@ -53,6 +63,26 @@ __device__ __forceinline__ void wgmma_k_step(float (&acc)[128], uint64_t da, uin
     hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
 }
 
+// Two / four consecutive elements in one aligned store.
+template <typename T>
+__device__ __forceinline__ void store2(T* dst, float v0, float v1) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+  } else {
+    T two[2] = {from_float<T>(v0), from_float<T>(v1)};
+    *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<uint32_t*>(two);
+  }
+}
+template <typename T>
+__device__ __forceinline__ void store4(T* dst, float v0, float v1, float v2, float v3) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float4*>(dst) = make_float4(v0, v1, v2, v3);
+  } else {
+    T four[4] = {from_float<T>(v0), from_float<T>(v1), from_float<T>(v2), from_float<T>(v3)};
+    *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<uint2*>(four);
+  }
+}
+
 __device__ __forceinline__ void consumer_barrier() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
 struct TileCoords {
@@ -62,9 +92,158 @@ __device__ __forceinline__ TileCoords decode_tile(int tile, const HopperParams& 
   const int ct = tile % p.co_tiles, rest = tile / p.co_tiles;
   return {rest / p.tiles_per_sample, rest % p.tiles_per_sample, ct};
 }
-#endif
 
-template <class Cfg>
+
+// One tile's mainloop of a consumer warpgroup: its 64 rows x 256 positions into acc, stage by
+// stage; a stage goes back to the producer once the MMAs that read it have completed.
+template <typename T>
+__device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
+                                           uint64_t* empty_bar, int& stage, uint32_t& phase, int cw, bool leader) {
+  int prev_stage = 0;
+  for (int kb = 0; kb < kblocks; ++kb) {
+    hopper::mbar_wait(&full_bar[stage], phase);
+    const uint64_t da = hopper::smem_desc_sw128(ring + stage * kStageBytes + cw * 64 * kRowBytes);
+    const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
+    hopper::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)  // 32 bytes of K per step: +2 in the descriptor's address field
+      wgmma_k_step<T>(acc, da + 2 * ks, db + 2 * ks, (kb > 0 || ks > 0) ? 1 : 0);
+    hopper::wgmma_commit();
+    hopper::wgmma_wait<1>();  // the previous K-block's MMAs are done: its stage can be refilled
+    if (kb > 0 && leader) hopper::mbar_arrive(&empty_bar[prev_stage]);
+    prev_stage = stage;
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  }
+  hopper::wgmma_wait<0>();
+  hopper::fence_registers(acc);
+  if (leader) hopper::mbar_arrive(&empty_bar[prev_stage]);
+}
+
+// The 3xTF32 mainloop. The tensor cores truncate while they accumulate, which over a whole
+// K of big + small products costs fp32 accuracy (measured on the portable path: 6e-6 rel L2
+// vs PyTorch's 2e-7). So each stage (one pass over one K-block) is summed by the MMAs into a
+// fresh 64-column-half partial and added to acc with IEEE fp32 adds; the halves (m64n128)
+// keep the partial at 64 registers next to the 128 of acc.
+__device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
+                                                  uint64_t* empty_bar, int& stage, uint32_t& phase, int cw,
+                                                  bool leader) {
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  float part[64];
+  for (int kb = 0; kb < kblocks; ++kb) {
+    hopper::mbar_wait(&full_bar[stage], phase);
+    const uint64_t da = hopper::smem_desc_sw128(ring + stage * kStageBytes + cw * 64 * kRowBytes);
+    const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      // positions 128 * half ..: 128 rows of 128 bytes further, +1024 in the address field
+      const uint64_t db_half = db + half * (128 * kRowBytes >> 4);
+      hopper::wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) hopper::wgmma_m64n128k8_tf32(part, da + 2 * ks, db_half + 2 * ks, ks > 0 ? 1 : 0);
+      hopper::wgmma_commit();
+      hopper::wgmma_wait<0>();
+      hopper::fence_registers(part);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[64 * half + i] += part[i];  // columns 128 * half + .. (see wgmma layout)
+    }
+    if (leader) hopper::mbar_arrive(&empty_bar[stage]);
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  }
+}
+
+// The output channel of tile row r, or -1 for a padding row. Sub-pixel rows follow
+// pack_weight_subpixel: R = 16 * (q / 8) + 8 * w_tap + q % 8, q = (co * kD + d_tap) * kH + h_tap.
+template <bool kSubpixel>
+__device__ __forceinline__ int tile_row_channel(int ct, int r, const HopperParams& p) {
+  const int R = ct * kTileCo + r;
+  const int co = kSubpixel ? ((R >> 4) * 8 + (R & 7)) / p.taps_dh : R;
+  return co < p.Cout ? co : -1;
+}
+
+// Stride-1 conv: row = output channel, column = output position; two adjacent positions per store.
+template <typename T>
+__device__ __forceinline__ void store_direct_tile(const float (&acc)[128], const HopperParams& p, const TileCoords& tc,
+                                                  int row0, int pos0, float (&sum)[2], float (&sumsq)[2]) {
+  T* out = static_cast<T*>(p.out) + int64_t(tc.n) * p.Cout * p.P;
+  const T* bias = static_cast<const T*>(p.bias);
+  const bool pairs = (p.P & 1) == 0;  // two adjacent positions share an aligned 2-element store
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int co = tile_row_channel<false>(tc.ct, row0 + 8 * h, p);
+    if (co < 0) continue;
+    const float b = bias != nullptr ? to_float(bias[co]) : 0.f;
+    T* row = out + int64_t(co) * p.P;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const int pos = pos0 + 8 * j;
+      const float v0 = relu(acc[4 * j + 2 * h] + b);
+      const float v1 = relu(acc[4 * j + 2 * h + 1] + b);
+      if (pairs && pos + 1 < p.P) {
+        store2(row + pos, v0, v1);
+      } else {
+        if (pos < p.P) row[pos] = from_float<T>(v0);
+        if (pos + 1 < p.P) row[pos + 1] = from_float<T>(v1);
+      }
+      sum[h] += v0 + v1;
+      sumsq[h] += v0 * v0 + v1 * v1;
+    }
+  }
+}
+
+// Kernel == stride (kW == 2): the column is an input position (d, h, w), the row pair
+// (h = 0, 1) the two W-taps of one (channel, d-tap, h-tap), so a thread's values for input
+// positions w, w+1 are the four consecutive outputs 2w .. 2w+3 of one output row.
+template <typename T>
+__device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], const HopperParams& p,
+                                                    const TileCoords& tc, int row0, int pos0, float (&sum)[2],
+                                                    float (&sumsq)[2]) {
+  const int co = tile_row_channel<true>(tc.ct, row0, p);
+  if (co < 0) return;
+  const int q = ((tc.ct * kTileCo + row0) >> 4) * 8 + (row0 & 7);
+  const int tdh = q - co * p.taps_dh, td = tdh / p.sub_k[1], th = tdh - td * p.sub_k[1];
+  const float b = p.bias != nullptr ? to_float(static_cast<const T*>(p.bias)[co]) : 0.f;
+  T* out = static_cast<T*>(p.out) + (int64_t(tc.n) * p.Cout + co) * p.out_P + (td * p.out_H + th) * p.out_W;
+  // p.Ho, p.Wo: the input's H, W (the GEMM's positions are input positions)
+  auto offset = [&](int d, int h, int w) { return (p.sub_k[0] * d * p.out_H + p.sub_k[1] * h) * p.out_W + 2 * w; };
+  const int HWi = p.Ho * p.Wo;
+  int d = pos0 / HWi, h = (pos0 - d * HWi) / p.Wo, w = pos0 - d * HWi - h * p.Wo;
+  const bool quads = (p.Wo & 1) == 0;  // then w is even, w + 1 in the same row, and 2w 16-byte aligned
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int pos = pos0 + 8 * j;
+    const float a0 = relu(acc[4 * j] + b), a1 = relu(acc[4 * j + 1] + b);          // W-tap 0 at w, w + 1
+    const float c0 = relu(acc[4 * j + 2] + b), c1 = relu(acc[4 * j + 3] + b);      // W-tap 1
+    if (quads) {
+      if (pos < p.P) store4(out + offset(d, h, w), a0, c0, a1, c1);
+    } else {
+      if (pos < p.P) store2(out + offset(d, h, w), a0, c0);
+      if (pos + 1 < p.P) {
+        int d1 = d, h1 = h, w1 = w + 1;
+        if (w1 == p.Wo) {
+          w1 = 0;
+          if (++h1 == p.Ho) h1 = 0, ++d1;
+        }
+        store2(out + offset(d1, h1, w1), a1, c1);
+      }
+    }
+    sum[0] += a0 + a1;
+    sumsq[0] += a0 * a0 + a1 * a1;
+    sum[1] += c0 + c1;
+    sumsq[1] += c0 * c0 + c1 * c1;
+    for (w += 8; w >= p.Wo; w -= p.Wo)
+      if (++h == p.Ho) h = 0, ++d;
+  }
+}
+#endif  // CONVT3D_HOPPER
+
+template <class Cfg, bool kSubpixel>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_conv_kernel(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap,
                        const HopperParams p) {
@@ -104,13 +283,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int m0 = tc.t * kTilePos;
         const int od = m0 / HWo, ohw = m0 - od * HWo, oh = ohw / p.Wo, ow = ohw - oh * p.Wo;
         for (int kb = 0; kb < p.kblocks; ++kb) {
-          const int f = kb / p.c_blocks, cb = kb - f * p.c_blocks;
+          const int per_tap = p.c_blocks * p.passes;
+          const int f = kb / per_tap, rest = kb - f * per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
+          const int x_block = cb * p.parts + (pass == 1);                   // pass 1: small activations
+          const int w_block = (f * p.c_blocks + cb) * p.parts + (pass == 2);  // pass 2: small weights
           const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
           hopper::mbar_wait(&empty_bar[stage], phase ^ 1);
           uint8_t* a = ring + stage * kStageBytes;
           hopper::mbar_arrive_expect_tx(&full_bar[stage], kStageBytes);
-          hopper::tma_load_2d(a, &wmap, &full_bar[stage], kb * kCh, tc.ct * kTileCo);
-          hopper::tma_load_im2col_5d(a + kATileBytes, &xmap, &full_bar[stage], cb * kCh, ow + p.lower[2],
+          hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, tc.ct * kTileCo);
+          hopper::tma_load_im2col_5d(a + kATileBytes, &xmap, &full_bar[stage], x_block * kCh, ow + p.lower[2],
                                      oh + p.lower[1], od + p.lower[0], tc.n, static_cast<uint16_t>(fw),
                                      static_cast<uint16_t>(fh), static_cast<uint16_t>(fd));
           if (++stage == kStages) {
@@ -131,30 +313,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     float acc[128];
     for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
       const TileCoords tc = decode_tile(tile, p);
-      int prev_stage = 0;
-      for (int kb = 0; kb < p.kblocks; ++kb) {
-        hopper::mbar_wait(&full_bar[stage], phase);
-        const uint8_t* a = ring + stage * kStageBytes + cw * 64 * kRowBytes;
-        const uint64_t da = hopper::smem_desc_sw128(a);
-        const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
-        hopper::wgmma_fence();
-#pragma unroll
-        for (int ks = 0; ks < 4; ++ks)  // 32 bytes of K per step: +2 in the descriptor's address field
-          wgmma_k_step<T>(acc, da + 2 * ks, db + 2 * ks, (kb > 0 || ks > 0) ? 1 : 0);
-        hopper::wgmma_commit();
-        hopper::wgmma_wait<1>();  // the previous K-block's MMAs are done: its stage can be refilled
-        if (kb > 0 && wg_leader) hopper::mbar_arrive(&empty_bar[prev_stage]);
-        prev_stage = stage;
-        if (++stage == kStages) {
-          stage = 0;
-          phase ^= 1;
-        }
-      }
-      hopper::wgmma_wait<0>();
-      hopper::fence_registers(acc);
-      if (wg_leader) hopper::mbar_arrive(&empty_bar[prev_stage]);
+      if constexpr (Cfg::kSplit)
+        accumulate_3xtf32(acc, p.kblocks, ring, full_bar, empty_bar, stage, phase, cw, wg_leader);
+      else
+        accumulate<T>(acc, p.kblocks, ring, full_bar, empty_bar, stage, phase, cw, wg_leader);
 
-      // ---- epilogue: bias, ReLU, stores; accumulator row = channel, column = position ----
+      // ---- epilogue: bias, ReLU, stores, and per-row sums for the statistics ----
       const int row0 = cw * 64 + warp * 16 + (lane >> 2);  // tile row of h = 0 (h = 1: +8)
       const int pos0 = tc.t * kTilePos + 2 * (lane & 3);
       const int valid = min(kTilePos, p.P - tc.t * kTilePos);  // positions of this tile inside the sample
@@ -167,36 +331,11 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int e = 0; e < 2; ++e)
             if (2 * (lane & 3) + 8 * j + e >= valid) acc[4 * j + e] = acc[4 * j + 2 + e] = -INFINITY;
       }
-      T* out = static_cast<T*>(p.out) + int64_t(tc.n) * p.Cout * p.P;
-      const T* bias = static_cast<const T*>(p.bias);
-      const bool pairs = (p.P & 1) == 0;  // two adjacent positions share an aligned 2-element store
       float sum[2] = {0.f, 0.f}, sumsq[2] = {0.f, 0.f};
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int co = tc.ct * kTileCo + row0 + 8 * h;
-        if (co >= p.Cout) continue;
-        const float b = bias != nullptr ? to_float(bias[co]) : 0.f;
-        T* row = out + int64_t(co) * p.P;
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          const int pos = pos0 + 8 * j;
-          const float v0 = relu(acc[4 * j + 2 * h] + b);
-          const float v1 = relu(acc[4 * j + 2 * h + 1] + b);
-          if (pairs && pos + 1 < p.P) {
-            if constexpr (std::is_same_v<T, float>) {
-              *reinterpret_cast<float2*>(row + pos) = make_float2(v0, v1);
-            } else {
-              T two[2] = {from_float<T>(v0), from_float<T>(v1)};
-              *reinterpret_cast<uint32_t*>(row + pos) = *reinterpret_cast<uint32_t*>(two);
-            }
-          } else {
-            if (pos < p.P) row[pos] = from_float<T>(v0);
-            if (pos + 1 < p.P) row[pos + 1] = from_float<T>(v1);
-          }
-          sum[h] += v0 + v1;
-          sumsq[h] += v0 * v0 + v1 * v1;
-        }
-      }
+      if constexpr (kSubpixel)
+        store_subpixel_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
+      else
+        store_direct_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
       if (p.stats != nullptr) {
         // per row: sums over the 4 lanes that hold it (all the tile's positions), then
         // (count, mean, M2) with M2 from the sums (256 values: cancellation is negligible)
@@ -207,20 +346,37 @@ __global__ void __launch_bounds__(kThreads, 1)
             sum[h] += __shfl_xor_sync(0xffffffffu, sum[h], off);
             sumsq[h] += __shfl_xor_sync(0xffffffffu, sumsq[h], off);
           }
-          const bool real = tc.ct * kTileCo + row0 + 8 * h < p.Cout;
+          const bool real = tile_row_channel<kSubpixel>(tc.ct, row0 + 8 * h, p) >= 0;
           const float mean = sum[h] / valid;
           if ((lane & 3) == 0)
             row_stats[row0 + 8 * h] = WelfordPartial{real ? float(valid) : 0.f, mean,
                                                      real ? fmaxf(sumsq[h] - sum[h] * mean, 0.f) : 0.f};
         }
         consumer_barrier();
-        // per GroupNorm group: merge the tile rows it owns, in row order (deterministic)
+        // per GroupNorm group, one warp: lanes merge the rows of the group's channels (strided),
+        // then a fixed shuffle tree merges the lanes (deterministic: lane 0's order never varies)
         const int chunks = p.tiles_per_sample * p.co_tiles;
-        for (int g = threadIdx.x - 128; g < p.G; g += 256) {
-          const int lo = max(g * p.cpg, tc.ct * kTileCo), hi = min(min((g + 1) * p.cpg, p.Cout), (tc.ct + 1) * kTileCo);
+        for (int g = (threadIdx.x - 128) / 32; g < p.G; g += 8) {
           WelfordPartial m{0.f, 0.f, 0.f};
-          for (int r = lo; r < hi; ++r) m = welford_merge(m, row_stats[r - tc.ct * kTileCo]);
-          p.stats[(int64_t(tc.n) * p.G + g) * chunks + tc.t * p.co_tiles + tc.ct] = m;
+          if constexpr (kSubpixel) {
+            // the group's units q = (channel, d-tap, h-tap) are contiguous; this tile holds q in
+            // [64 ct, 64 ct + 64), each as two rows (W-taps) 8 apart
+            const int lo = max(g * p.cpg * p.taps_dh, tc.ct * 64), hi = min((g + 1) * p.cpg * p.taps_dh, tc.ct * 64 + 64);
+            for (int q = lo + lane; q < hi; q += 32) {
+              const int r = 16 * ((q - tc.ct * 64) >> 3) + (q & 7);
+              m = welford_merge(welford_merge(m, row_stats[r]), row_stats[r + 8]);
+            }
+          } else {
+            const int lo = max(g * p.cpg, tc.ct * kTileCo), hi = min(min((g + 1) * p.cpg, p.Cout), (tc.ct + 1) * kTileCo);
+            for (int r = lo + lane; r < hi; r += 32) m = welford_merge(m, row_stats[r - tc.ct * kTileCo]);
+          }
+#pragma unroll
+          for (int off = 16; off > 0; off >>= 1) {
+            const WelfordPartial o{__shfl_xor_sync(0xffffffffu, m.count, off), __shfl_xor_sync(0xffffffffu, m.mean, off),
+                                   __shfl_xor_sync(0xffffffffu, m.m2, off)};
+            m = welford_merge(m, o);
+          }
+          if (lane == 0) p.stats[(int64_t(tc.n) * p.G + g) * chunks + tc.t * p.co_tiles + tc.ct] = m;
         }
         consumer_barrier();  // row_stats is rewritten by the next tile
       }
@@ -266,47 +422,87 @@ int elem_bytes(MathMode mode) { return (mode == MathMode::kF16 || mode == MathMo
 // im2col corners of a stride-1 transposed conv: the correlation window starts at pad - (k - 1).
 int lower_corner(const ConvTransposeGeometry& g, int d) { return static_cast<int>(g.pad[d] - (g.k[d] - 1)); }
 
+// Kernel == stride with kW == 2 and no padding (the 3D U-Net decoder's k = s = 2): every
+// output position gets exactly one tap, so the conv is one GEMM over input positions.
+bool is_subpixel(const ConvTransposeGeometry& g) {
+  for (int d = 0; d < 3; ++d)
+    if (g.stride[d] != g.k[d] || g.pad[d] != 0 || g.out_pad[d] != 0 || g.dil[d] != 1) return false;
+  return g.k[2] == 2;
+}
+
+// The GEMM the kernel runs. Direct (stride 1): the correlation of the input with the flipped
+// kernel, A rows = output channels. Sub-pixel: a 1x1x1 conv over the input positions, A rows =
+// (output channel, kernel tap) as laid out by pack_weight_subpixel.
+struct GemmShape {
+  bool subpixel;
+  ConvTransposeGeometry conv;  // the stride-1 conv the im2col loads walk
+  int64_t rows;                // A rows, padded to whole tiles
+};
+
+GemmShape gemm_shape(const ConvTransposeGeometry& g) {
+  GemmShape s{is_subpixel(g), g, 0};
+  if (!s.subpixel) {
+    s.rows = round_up(g.Cout, kTileCo);
+    return s;
+  }
+  for (int d = 0; d < 3; ++d) {
+    s.conv.k[d] = s.conv.stride[d] = 1;
+    s.conv.out[d] = g.in[d];
+  }
+  s.rows = round_up(16 * ceil_div(g.Cout * g.k[0] * g.k[1], 8), kTileCo);
+  return s;
+}
+
 }  // namespace
 
 bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_index) {
   const DeviceInfo& info = device_info(device_index);
-  if (info.major != 9 || mode == MathMode::kFp32) return false;  // 3xTF32 runs on the portable path
-  if (g.G != 1) return false;
+  if (info.major != 9 || g.G != 1) return false;
+  const GemmShape s = gemm_shape(g);
   for (int d = 0; d < 3; ++d) {
-    if (g.stride[d] != 1 || g.dil[d] != 1 || g.out_pad[d] != 0) return false;
+    const ConvTransposeGeometry& c = s.conv;
+    if (c.stride[d] != 1 || c.dil[d] != 1 || c.out_pad[d] != 0) return false;
     // TMA im2col limits for rank 5: corners in [-16, 15], filter offsets up to 31
-    if (lower_corner(g, d) < -16 || lower_corner(g, d) > 15 || g.pad[d] > 16 || g.k[d] > 32) return false;
+    if (lower_corner(c, d) < -16 || lower_corner(c, d) > 15 || c.pad[d] > 16 || c.k[d] > 32) return false;
   }
-  const int64_t P = g.out_positions();
+  const int64_t P = s.conv.out_positions();
   // 32-bit tile and coordinate arithmetic, int32 tensor-map coordinates
-  if (g.N * ceil_div(P, kTilePos) * ceil_div(g.Cout, kTileCo) >= (int64_t(1) << 31)) return false;
-  if (P >= (int64_t(1) << 31) || g.N > 65535) return false;
-  const int64_t Cp = round_up(g.Cin, kRowBytes / elem_bytes(mode));
-  return g.taps() * Cp < (int64_t(1) << 31) && info.max_smem_optin >= kSmemBytes;
+  if (g.N * ceil_div(P, kTilePos) * (s.rows / kTileCo) >= (int64_t(1) << 31)) return false;
+  if (g.out_positions() >= (int64_t(1) << 31) || g.N > 65535) return false;
+  const int64_t Cs = round_up(g.Cin, kRowBytes / elem_bytes(mode)) * (mode == MathMode::kFp32 ? 2 : 1);
+  return s.conv.taps() * Cs < (int64_t(1) << 31) && info.max_smem_optin >= kSmemBytes;
 }
 
 void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
                                 WelfordPartial* stats, int64_t num_groups) {
+  const GemmShape shape = gemm_shape(g);
+  const ConvTransposeGeometry& c = shape.conv;
   const int eb = elem_bytes(mode);
-  const int64_t ch = kRowBytes / eb;  // channels per K-block
-  const int64_t Cp = round_up(g.Cin, ch);
-  const int64_t Coutp = round_up(g.Cout, kTileCo);
-  const int64_t T = g.taps();
+  const int64_t ch = kRowBytes / eb;       // channels per K-block
+  const int64_t Cp = round_up(g.Cin, ch);  // real channels, padded to whole K-blocks
+  const int64_t T = c.taps();
   const bool round = mode == MathMode::kTf32;
+  const bool split = mode == MathMode::kFp32;
+  const int parts = split ? 2 : 1;
+  const int64_t Cs = Cp * parts;  // packed channel slots per position and tap
 
-  // channels-last activations and flipped K-major weights, zero-padded
-  Tensor xp = torch::stable::new_empty(x, {g.N * g.in_positions() * Cp});
-  Tensor wp = torch::stable::new_empty(x, {Coutp * T * Cp});
-  pack_activation(x, xp.mutable_data_ptr(), 1, Cp, round, stream);
-  pack_weight(weight, wp.mutable_data_ptr(), 1, Cp, WeightRows::kOutChannels, round, stream, Coutp,
-              /*flip_taps=*/true);
+  // channels-last activations and K-major weights, zero-padded
+  Tensor xp = torch::stable::new_empty(x, {g.N * g.in_positions() * Cs});
+  Tensor wp = torch::stable::new_empty(x, {shape.rows * T * Cs});
+  const int split_block = split ? static_cast<int>(ch) : 0;
+  pack_activation(x, xp.mutable_data_ptr(), 1, Cp, round, stream, split_block);
+  if (shape.subpixel)
+    pack_weight_subpixel(weight, wp.mutable_data_ptr(), Cp, shape.rows, round, stream, split_block);
+  else
+    pack_weight(weight, wp.mutable_data_ptr(), 1, Cp, WeightRows::kOutChannels, round, stream, shape.rows,
+                /*flip_taps=*/true, split_block);
 
   const auto& drv = driver();
   CUtensorMap wmap, xmap;
   {
-    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(T * Cp), static_cast<cuuint64_t>(Coutp)};
-    const cuuint64_t strides[1] = {static_cast<cuuint64_t>(T * Cp * eb)};
+    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(T * Cs), static_cast<cuuint64_t>(shape.rows)};
+    const cuuint64_t strides[1] = {static_cast<cuuint64_t>(T * Cs * eb)};
     const cuuint32_t box[2] = {static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(kTileCo)};
     const cuuint32_t estr[2] = {1, 1};
     const CUresult r = drv.encode_tiled(&wmap, tma_dtype(mode), 2, wp.mutable_data_ptr(), dims, strides, box, estr,
@@ -315,14 +511,14 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the weight tensor map failed (", int(r), ")");
   }
   {
-    const cuuint64_t dims[5] = {static_cast<cuuint64_t>(Cp), static_cast<cuuint64_t>(g.in[2]),
+    const cuuint64_t dims[5] = {static_cast<cuuint64_t>(Cs), static_cast<cuuint64_t>(g.in[2]),
                                 static_cast<cuuint64_t>(g.in[1]), static_cast<cuuint64_t>(g.in[0]),
                                 static_cast<cuuint64_t>(g.N)};
-    const cuuint64_t strides[4] = {static_cast<cuuint64_t>(Cp * eb), static_cast<cuuint64_t>(g.in[2] * Cp * eb),
-                                   static_cast<cuuint64_t>(g.in[1] * g.in[2] * Cp * eb),
-                                   static_cast<cuuint64_t>(g.in_positions() * Cp * eb)};
-    const int lower[3] = {lower_corner(g, 2), lower_corner(g, 1), lower_corner(g, 0)};  // (w, h, d)
-    const int upper[3] = {static_cast<int>(-g.pad[2]), static_cast<int>(-g.pad[1]), static_cast<int>(-g.pad[0])};
+    const cuuint64_t strides[4] = {static_cast<cuuint64_t>(Cs * eb), static_cast<cuuint64_t>(g.in[2] * Cs * eb),
+                                   static_cast<cuuint64_t>(g.in[1] * g.in[2] * Cs * eb),
+                                   static_cast<cuuint64_t>(g.in_positions() * Cs * eb)};
+    const int lower[3] = {lower_corner(c, 2), lower_corner(c, 1), lower_corner(c, 0)};  // (w, h, d)
+    const int upper[3] = {static_cast<int>(-c.pad[2]), static_cast<int>(-c.pad[1]), static_cast<int>(-c.pad[0])};
     const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
     const CUresult r = drv.encode_im2col(&xmap, tma_dtype(mode), 5, xp.mutable_data_ptr(), dims, strides, lower,
                                          upper, static_cast<cuuint32_t>(ch), kTilePos, estr,
@@ -337,35 +533,42 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   p.stats = stats;
   p.N = static_cast<int>(g.N);
   p.Cout = static_cast<int>(g.Cout);
-  p.P = static_cast<int>(g.out_positions());
-  p.Ho = static_cast<int>(g.out[1]);
-  p.Wo = static_cast<int>(g.out[2]);
+  p.P = static_cast<int>(c.out_positions());
+  p.Ho = static_cast<int>(c.out[1]);
+  p.Wo = static_cast<int>(c.out[2]);
   p.tiles_per_sample = static_cast<int>(ceil_div(p.P, kTilePos));
-  p.co_tiles = static_cast<int>(Coutp / kTileCo);
+  p.co_tiles = static_cast<int>(shape.rows / kTileCo);
   p.num_tiles = p.N * p.tiles_per_sample * p.co_tiles;
   for (int d = 0; d < 3; ++d) {
-    p.lower[d] = lower_corner(g, d);
-    p.k[d] = static_cast<int>(g.k[d]);
+    p.lower[d] = lower_corner(c, d);
+    p.k[d] = static_cast<int>(c.k[d]);
   }
   p.c_blocks = static_cast<int>(Cp / ch);
-  p.kblocks = static_cast<int>(T * p.c_blocks);
+  p.parts = parts;
+  p.passes = split ? 3 : 1;
+  p.kblocks = static_cast<int>(T * p.c_blocks * p.passes);
   p.G = static_cast<int>(num_groups);
   p.cpg = num_groups > 0 ? static_cast<int>(g.Cout / num_groups) : 0;
+  p.sub_k[0] = static_cast<int>(g.k[0]);
+  p.sub_k[1] = static_cast<int>(g.k[1]);
+  p.taps_dh = p.sub_k[0] * p.sub_k[1];
+  p.out_P = static_cast<int>(g.out_positions());
+  p.out_H = static_cast<int>(g.out[1]);
+  p.out_W = static_cast<int>(g.out[2]);
 
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
     using Cfg = decltype(cfg);
-    if constexpr (!Cfg::kSplit) {
-      auto kernel = hopper_conv_kernel<Cfg>;
-      set_dynamic_smem(kernel, kSmemBytes);
-      kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
-      CONVT3D_CHECK_LAUNCH();
-    }
+    auto kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true> : hopper_conv_kernel<Cfg, false>;
+    set_dynamic_smem(kernel, kSmemBytes);
+    kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
+    CONVT3D_CHECK_LAUNCH();
   });
 }
 
 int64_t hopper_stats_chunks(const ConvTransposeGeometry& g) {
-  return ceil_div(g.out_positions(), kTilePos) * ceil_div(g.Cout, kTileCo);
+  const GemmShape s = gemm_shape(g);
+  return ceil_div(s.conv.out_positions(), kTilePos) * (s.rows / kTileCo);
 }
 
 }  // namespace convt3d

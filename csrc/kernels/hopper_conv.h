@@ -7,6 +7,10 @@
 // Tile: 128 output channels x 256 output positions of one sample; the accumulator
 // rows are channels and its columns contiguous positions, so the epilogue stores
 // NCDHW directly (bias, ReLU, and optional GroupNorm partial statistics).
+//
+// Kernel == stride (kW == 2, no padding; the U-Net decoder's k = s = 2) runs as one GEMM
+// over input positions whose rows are (output channel, kernel tap): the sub-pixel path.
+// fp32 with TF32 off runs 3xTF32: big/small operand pairs, three TF32 passes per K-block.
 #pragma once
 
 #include "common/conv_args.h"

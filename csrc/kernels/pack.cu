@@ -14,10 +14,35 @@ __device__ __forceinline__ T maybe_round(T v, bool round_tf32) {
   return v;
 }
 
+// 3xTF32 operands (split_block > 0): every split_block channels are stored twice, first
+// rounded to TF32 (big), then the TF32-rounded remainder (small), so a padded row of Cp
+// channels becomes 2 * Cp slots. Returns the source channel of slot c2, and which part.
+__device__ __forceinline__ int64_t split_channel(int64_t c2, int split_block, int& part) {
+  if (split_block == 0) {
+    part = -1;
+    return c2;
+  }
+  part = static_cast<int>((c2 / split_block) & 1);
+  return (c2 / (2 * split_block)) * split_block + c2 % split_block;
+}
+
+template <typename T>
+__device__ __forceinline__ T operand_value(T v, bool round_tf32, int part) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (part >= 0) {
+      const float big = __uint_as_float(tf32_round(v));
+      return part == 0 ? big : __uint_as_float(tf32_round(v - big));
+    }
+  }
+  return maybe_round(v, round_tf32);
+}
+
 struct ActivationShape {
   int64_t stride[5];  // n, c, d, h, w of the source
   int64_t S;          // D*H*W
-  int H, W, G, Cg, Cp;
+  int H, W, G, Cg;
+  int slots_per_group;  // Cp, or 2 * Cp with split_block
+  int split_block;
   int collapsible;    // spatial dims form one stride (NCDHW, NDHWC): position p is at p * stride[4]
 };
 
@@ -31,7 +56,7 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t s0 = int64_t(blockIdx.x) * 32;
   const int slot0 = blockIdx.y * 32;
-  const int slots = s.G * s.Cp;
+  const int slots = s.G * s.slots_per_group;
   const bool channel_contiguous = s.stride[1] == 1;
   const int64_t HW = int64_t(s.H) * s.W;
   const int64_t n = blockIdx.z;
@@ -44,7 +69,9 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
     const int slot = slot0 + q_local;
     T v = from_float<T>(0.f);
     if (pos < s.S && slot < slots) {
-      const int g = slot / s.Cp, c = slot - g * s.Cp;
+      const int g = slot / s.slots_per_group;
+      int part;
+      const int c = static_cast<int>(split_channel(slot - g * s.slots_per_group, s.split_block, part));
       if (c < s.Cg) {
         int64_t offset;
         if (s.collapsible) {
@@ -54,7 +81,7 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
           const int64_t h = rem / s.W, w = rem - h * s.W;
           offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
         }
-        v = maybe_round(src_n[int64_t(g * s.Cg + c) * s.stride[1] + offset], round_tf32);
+        v = operand_value(src_n[int64_t(g * s.Cg + c) * s.stride[1] + offset], round_tf32, part);
       }
     }
     tile[q_local][p_local] = v;
@@ -70,21 +97,29 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
 
 struct WeightShape {
   int64_t stride[5];  // ci, co, kd, kh, kw of the source
-  int64_t rows, taps, Cp, Cin_g, Cout_g, G;
+  int64_t rows, taps, Cin_g, Cout_g, G;
+  int64_t slots;  // per (row, tap): Cp, or 2 * Cp with split_block
+  int split_block;
   int kd, kh, kw;
-  int rows_are_out, flip;
+  int rows_are_out, flip, subpixel;
 };
 
 template <typename T>
 __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ dst, WeightShape s, int round_tf32) {
-  const int64_t total = s.G * s.rows * s.taps * s.Cp;
+  const int64_t total = s.G * s.rows * s.taps * s.slots;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = i % s.Cp;
-    int64_t rest = i / s.Cp;
-    const int64_t tap = rest % s.taps;
+    int part;
+    const int64_t c = split_channel(i % s.slots, s.split_block, part);
+    int64_t rest = i / s.slots;
+    int64_t tap = rest % s.taps;
     rest /= s.taps;
-    const int64_t row = rest % s.rows;
+    int64_t row = rest % s.rows;
     const int64_t g = rest / s.rows;
+    if (s.subpixel) {  // taps == 1 here: the row holds (output channel, kernel tap) as in pack.h
+      const int64_t q = (row / 16) * 8 + row % 8, dh = int64_t(s.kd) * s.kh;
+      tap = (q % dh) * 2 + (row / 8) % 2;
+      row = q / dh;
+    }
     const int64_t ci = s.rows_are_out ? c : row;  // input channel within the group
     const int64_t co = s.rows_are_out ? row : c;  // output channel within the group
     T v = from_float<T>(0.f);
@@ -96,9 +131,9 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
         kh = s.kh - 1 - kh;
         kw = s.kw - 1 - kw;
       }
-      v = maybe_round(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kd * s.stride[2] +
-                          kh * s.stride[3] + kw * s.stride[4]],
-                      round_tf32);
+      v = operand_value(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kd * s.stride[2] +
+                            kh * s.stride[3] + kw * s.stride[4]],
+                        round_tf32, part);
     }
     dst[i] = v;
   }
@@ -106,7 +141,8 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
 
 }  // namespace
 
-void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream) {
+void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream,
+                     int split_block) {
   ActivationShape s{};
   for (int i = 0; i < 5; ++i) s.stride[i] = src.stride(i);
   s.S = src.size(2) * src.size(3) * src.size(4);
@@ -114,12 +150,13 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
   s.W = static_cast<int>(src.size(4));
   s.G = static_cast<int>(groups);
   s.Cg = static_cast<int>(src.size(1) / groups);
-  s.Cp = static_cast<int>(Cp);
+  s.split_block = split_block;
+  s.slots_per_group = static_cast<int>(split_block > 0 ? 2 * Cp : Cp);
   s.collapsible = s.stride[2] == src.size(3) * s.stride[3] && s.stride[3] == src.size(4) * s.stride[4];
   const int64_t N = src.size(0);
   if (N == 0 || s.S == 0) return;
   STD_TORCH_CHECK(N <= 65535, "convt3d: batch sizes above 65535 are not supported");
-  dim3 grid(static_cast<unsigned>(ceil_div(s.S, 32)), static_cast<unsigned>(ceil_div(groups * Cp, 32)),
+  dim3 grid(static_cast<unsigned>(ceil_div(s.S, 32)), static_cast<unsigned>(ceil_div(groups * s.slots_per_group, 32)),
             static_cast<unsigned>(N));
   dispatch_float_type(src.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
@@ -129,22 +166,25 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
   CONVT3D_CHECK_LAUNCH();
 }
 
-void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
-                 cudaStream_t stream, int64_t rows_padded, bool flip_taps) {
+namespace {
+
+WeightShape weight_shape(const Tensor& w, int64_t groups, int64_t Cp, int split_block) {
   WeightShape s{};
   for (int i = 0; i < 5; ++i) s.stride[i] = w.stride(i);
   s.G = groups;
   s.Cin_g = w.size(0) / groups;
   s.Cout_g = w.size(1);
-  s.rows_are_out = rows == WeightRows::kOutChannels;
-  s.rows = std::max(s.rows_are_out ? s.Cout_g : s.Cin_g, rows_padded);
   s.taps = w.size(2) * w.size(3) * w.size(4);
-  s.flip = flip_taps ? 1 : 0;
   s.kd = static_cast<int>(w.size(2));
   s.kh = static_cast<int>(w.size(3));
   s.kw = static_cast<int>(w.size(4));
-  s.Cp = Cp;
-  const int64_t total = s.G * s.rows * s.taps * s.Cp;
+  s.split_block = split_block;
+  s.slots = split_block > 0 ? 2 * Cp : Cp;
+  return s;
+}
+
+void launch_pack_weight(const Tensor& w, void* dst, const WeightShape& s, bool round_tf32, cudaStream_t stream) {
+  const int64_t total = s.G * s.rows * s.taps * s.slots;
   const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 4096));
   dispatch_float_type(w.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
@@ -152,6 +192,28 @@ void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightR
                                                       static_cast<T*>(dst), s, round_tf32 ? 1 : 0);
   });
   CONVT3D_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
+                 cudaStream_t stream, int64_t rows_padded, bool flip_taps, int split_block) {
+  WeightShape s = weight_shape(w, groups, Cp, split_block);
+  s.rows_are_out = rows == WeightRows::kOutChannels;
+  s.rows = std::max(s.rows_are_out ? s.Cout_g : s.Cin_g, rows_padded);
+  s.flip = flip_taps ? 1 : 0;
+  launch_pack_weight(w, dst, s, round_tf32, stream);
+}
+
+void pack_weight_subpixel(const Tensor& w, void* dst, int64_t Cp, int64_t rows_padded, bool round_tf32,
+                          cudaStream_t stream, int split_block) {
+  WeightShape s = weight_shape(w, 1, Cp, split_block);
+  STD_TORCH_CHECK(s.kw == 2, "convt3d: the sub-pixel weight layout needs kW == 2");
+  s.rows_are_out = 1;
+  s.subpixel = 1;
+  s.rows = rows_padded;
+  s.taps = 1;  // the kernel taps live in the rows
+  launch_pack_weight(w, dst, s, round_tf32, stream);
 }
 
 }  // namespace convt3d
