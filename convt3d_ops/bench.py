@@ -315,6 +315,7 @@ def run_cpu() -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", action="store_true", help="also run the sweep of shapes")
+    ap.add_argument("--problems", help="comma list of problem names to run (default: headline, or all with --sweep)")
     ap.add_argument("--modes", default=",".join(MODES), help="comma list of fp32 (TF32 allowed), ieee, bf16")
     ap.add_argument("--variants", default=",".join(TORCH_VARIANTS), help="PyTorch configurations to compare")
     ap.add_argument("--json", default="bench_out/bench.json", help="where to write the results")
@@ -328,7 +329,13 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         run_cpu()
         return 0
-    problems = [HEADLINE] + (SWEEP if args.sweep else [])
+    problems = [HEADLINE] + (SWEEP if args.sweep or args.problems else [])
+    if args.problems:
+        names = args.problems.split(",")
+        unknown = sorted(set(names) - {p.name for p in problems})
+        if unknown:
+            ap.error(f"unknown problem(s) {unknown}; known: {[p.name for p in problems]}")
+        problems = [p for p in problems if p.name in names]
     run_gpu(problems, args.modes.split(","), args.variants.split(","), args.json)
     return 0
 
