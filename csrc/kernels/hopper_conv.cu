@@ -6,6 +6,9 @@
 //   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
 //                (bias, ReLU, NCDHW stores, GroupNorm partial statistics).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
+// Two GEMM forms (GemmShape): direct (stride 1; rows = output channels, columns = output
+// positions) and sub-pixel (kernel == stride; rows = (channel, tap), columns = input positions,
+// see store_subpixel_tile).
 // 3xTF32 (fp32 with TF32 off): both operands are packed as [big | small] TF32 pairs of
 // K-blocks, and every real K-block becomes three passes (stages), big x big, small x big and
 // big x small, of TF32 wgmma (the small x small term is dropped); see accumulate_3xtf32.
