@@ -2,8 +2,8 @@
 (scripts/sanitize.sh): Hopper (direct and sub-pixel) and portable forward paths in every
 precision mode, the GroupNorm ops, and every backward kernel. Exits non-zero if a result is
 off. The float64 references run on the CPU, so the only CUDA allocations are the package's
-and its inputs' (PyTorch's own GPU convolutions would add cuDNN/cuBLAS workspaces that live
-until exit and show up in memcheck's leak report)."""
+and its inputs' (PyTorch's own GPU convolutions could add library workspaces to memcheck's
+leak report)."""
 import gc
 
 import torch
@@ -42,15 +42,16 @@ def run() -> bool:
             b = (torch.randn(cout, device="cuda") * 0.1).to(dtype)
             gw = (torch.rand(cout, device="cuda") + 0.5).to(dtype)
             gb = (torch.randn(cout, device="cuda") * 0.1).to(dtype)
+            gn_groups = 4 if cout % 4 == 0 else 3
             leaves = [t.detach().clone().requires_grad_() for t in (x, w, b, gw, gb)]
-            y = convt3d_ops.fused_forward(*leaves, num_groups=4 if cout % 4 == 0 else 3, **kw)
+            y = convt3d_ops.fused_forward(*leaves, num_groups=gn_groups, **kw)
             upstream = torch.randn(y.shape, dtype=torch.float64)
             y.backward(upstream.to("cuda", dtype))
             h = convt3d_ops.conv_transpose3d_relu(x, w, b, **kw)
-            gn = convt3d_ops.group_norm(h, 4 if cout % 4 == 0 else 3, gw, gb)
+            gn = convt3d_ops.group_norm(h, gn_groups, gw, gb)
             ref_leaves = [t.detach().cpu().double().requires_grad_() for t in (x, w, b, gw, gb)]
             conv = torch.relu(F.conv_transpose3d(ref_leaves[0], ref_leaves[1], ref_leaves[2], **kw))
-            ref = F.group_norm(conv, 4 if cout % 4 == 0 else 3, ref_leaves[3], ref_leaves[4])
+            ref = F.group_norm(conv, gn_groups, ref_leaves[3], ref_leaves[4])
             ref.backward(upstream)
             tag = f"{str(dtype).split('.')[-1]}{'' if tf32 else '-ieee'} {name} [{convt3d_ops.forward_path(x, w, **kw)}]"
             ok &= check(f"{tag} fused forward", y, ref, tol)
@@ -69,8 +70,7 @@ def main():
     gc.collect()  # free every tensor before exit, so memcheck's leak check sees only real leaks
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
-    # what PyTorch's allocator still holds for live tensors: any leak memcheck reports beyond
-    # this was freed after its check ran (at interpreter teardown), not leaked
+    # what PyTorch's allocator still counts as live tensors, to compare with memcheck's leak report
     print(f"live CUDA tensor bytes at exit: {torch.cuda.memory_allocated()}")
     print("ALL OK" if ok else "SOME RESULTS WRONG")
     raise SystemExit(0 if ok else 1)

@@ -125,7 +125,9 @@ def test_dilated_weight_gradient_on_cpu_avoids_the_onednn_bug():
     x = torch.randn(3, 34, 3, 18, 11, generator=g)
     w = torch.randn(34, 19, 4, 2, 4, generator=g) / 34 ** 0.5
     grad_out = torch.randn(3, 19, 2, 17, 9, generator=g)
-    _, gw, _ = torch.ops.convt3d.conv_transpose3d_backward(grad_out, x, w, *kw.values(), False, True, False)
+    _, gw, _ = torch.ops.convt3d.conv_transpose3d_backward(grad_out, x, w, kw["stride"], kw["padding"],
+                                                           kw["output_padding"], kw["dilation"], kw["groups"],
+                                                           False, True, False)
     w64 = w.double().requires_grad_()
     torch.nn.functional.conv_transpose3d(x.double(), w64, None, **kw).backward(grad_out.double())
     assert_close_class(gw, w64.grad, "fp32")

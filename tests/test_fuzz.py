@@ -60,25 +60,23 @@ def natural_gradient_scales(case, refs, pre, mask, upstream):
     outputs are all proportional to one input value, e.g. one input position and one channel,
     or two values per group): the reference is then ~0 and any relative error is noise. The
     classical bound on a rounded sum is relative to the sum of |terms|; this is that sum,
-    computed with |upstream| * rstd * |gamma| as the pre-activation gradient and |weight| / |x|,
-    divided by sqrt(terms per element): the size of a sum of that many random-sign terms."""
-    x, w, gw = refs[0].detach(), refs[1].detach(), refs[3]
+    computed with |upstream| * rstd * |gamma| (ReLU mask applied) as the pre-activation gradient
+    and |weight| / |x|, divided by sqrt(terms per element): the size of a sum of that many
+    random-sign terms."""
+    x, weight, gamma = refs[0].detach(), refs[1].detach(), refs[3]
+    mask = mask.to(pre.dtype)
     n, c = pre.shape[:2]
-    h = (pre.detach() * mask.to(pre) if mask is not None else torch.relu(pre.detach())).reshape(n, case.num_groups, -1)
-    rstd = (h.var(-1, unbiased=False) + case.eps).rsqrt()
-    g = upstream.abs() * rstd.repeat_interleave(c // case.num_groups, 1).reshape(n, c, 1, 1, 1)
-    if gw is not None:
-        g = g * gw.detach().abs().reshape(1, c, 1, 1, 1)
-    if mask is not None:
-        g = g * mask.to(g)
-    kw = case.conv_kwargs()
-    xx, ww = x.abs().requires_grad_(), w.abs().requires_grad_()
-    gx, gw_ = torch.autograd.grad(torch.nn.functional.conv_transpose3d(xx, ww, None, kw["stride"], kw["padding"],
-                                                                       kw["output_padding"], kw["groups"],
-                                                                       kw["dilation"]), (xx, ww), g)
+    h = (pre.detach() * mask).reshape(n, case.num_groups, -1)
+    rstd = (h.var(-1, unbiased=False) + case.eps).rsqrt().repeat_interleave(c // case.num_groups, 1)
+    g = upstream.abs() * mask * rstd.reshape(n, c, 1, 1, 1)
+    if gamma is not None:
+        g = g * gamma.detach().abs().reshape(1, c, 1, 1, 1)
+    abs_x, abs_w = x.abs().requires_grad_(), weight.abs().requires_grad_()
+    out = torch.nn.functional.conv_transpose3d(abs_x, abs_w, None, **case.conv_kwargs())
+    grad_x, grad_w = torch.autograd.grad(out, (abs_x, abs_w), g)
     taps = case.kernel[0] * case.kernel[1] * case.kernel[2]
-    return {"x": gx.norm().item() / ((c // case.groups) * taps) ** 0.5,
-            "weight": gw_.norm().item() / (n * pre[0, 0].numel()) ** 0.5}
+    return {"x": grad_x.norm().item() / ((c // case.groups) * taps) ** 0.5,
+            "weight": grad_w.norm().item() / (n * pre[0, 0].numel()) ** 0.5}
 
 
 def _modes(device):
