@@ -5,6 +5,7 @@ off. The float64 references run on the CPU, so the only CUDA allocations are the
 and its inputs' (PyTorch's own GPU convolutions could add library workspaces to memcheck's
 leak report)."""
 import gc
+import os
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,9 @@ def check(name, ours, ref, tol):
     return err < tol
 
 
-def run() -> bool:
+def run(only_problems=None, only_modes=None, skip=()) -> bool:
+    """only_problems / only_modes: names to run (None: all); skip: steps to leave out of each
+    problem ("backward", "separate" ops, CPU "reference" and checks), to bisect a finding."""
     torch.manual_seed(0)
     ok = True
     problems = [  # (name, conv kwargs, Cin, Cout, kernel, spatial, layout)
@@ -30,10 +33,15 @@ def run() -> bool:
         ("groups_dil_pad", dict(groups=2, dilation=2, padding=1, stride=(1, 2, 1), output_padding=(0, 1, 0)), 8, 12,
          3, (4, 3, 5), "channels_last"),
     ]
-    for dtype, tf32, tol in ((torch.float32, True, 5e-3), (torch.float32, False, 1e-5), (torch.bfloat16, True, 3e-2),
-                             (torch.float16, True, 5e-3)):
+    modes = [("fp32", torch.float32, True, 5e-3), ("ieee", torch.float32, False, 1e-5),
+             ("bf16", torch.bfloat16, True, 3e-2), ("fp16", torch.float16, True, 5e-3)]
+    for mode, dtype, tf32, tol in modes:
+        if only_modes and mode not in only_modes:
+            continue
         torch.backends.cudnn.allow_tf32 = tf32
         for name, kw, cin, cout, k, size, layout in problems:
+            if only_problems and name not in only_problems:
+                continue
             x = torch.randn(2, cin, *size, device="cuda").to(dtype)
             if layout == "channels_last":
                 x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -46,9 +54,13 @@ def run() -> bool:
             leaves = [t.detach().clone().requires_grad_() for t in (x, w, b, gw, gb)]
             y = convt3d_ops.fused_forward(*leaves, num_groups=gn_groups, **kw)
             upstream = torch.randn(y.shape, dtype=torch.float64)
-            y.backward(upstream.to("cuda", dtype))
-            h = convt3d_ops.conv_transpose3d_relu(x, w, b, **kw)
-            gn = convt3d_ops.group_norm(h, gn_groups, gw, gb)
+            if "backward" not in skip:
+                y.backward(upstream.to("cuda", dtype))
+            if "separate" not in skip:
+                h = convt3d_ops.conv_transpose3d_relu(x, w, b, **kw)
+                gn = convt3d_ops.group_norm(h, gn_groups, gw, gb)
+            if "reference" in skip:
+                continue
             ref_leaves = [t.detach().cpu().double().requires_grad_() for t in (x, w, b, gw, gb)]
             conv = torch.relu(F.conv_transpose3d(ref_leaves[0], ref_leaves[1], ref_leaves[2], **kw))
             ref = F.group_norm(conv, gn_groups, ref_leaves[3], ref_leaves[4])
@@ -65,14 +77,39 @@ def run() -> bool:
     return ok
 
 
+def live_blocks():
+    """Blocks PyTorch's caching allocator still counts as allocated, with the Python frames that
+    allocated them (memory history is recorded from the start), and the CUDA tensors the Python
+    garbage collector can still reach. Only meaningful with the caching allocator on: with
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 (the sanitizer runs) the allocator keeps no books."""
+    blocks = []
+    for seg in torch.cuda.memory._snapshot()["segments"]:
+        for block in seg["blocks"]:
+            if block["state"] == "active_allocated":
+                frames = [f"{f['filename'].rsplit('/', 1)[-1]}:{f['line']}" for f in block.get("frames", [])
+                          if f["filename"].endswith(".py")][:4]
+                blocks.append((block["requested_size"], frames))
+    reachable = [tuple(o.shape) for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.is_cuda]
+    return blocks, reachable
+
+
 def main():
-    ok = run()
+    caching = os.environ.get("PYTORCH_NO_CUDA_MEMORY_CACHING", "0") != "1"
+    if caching:
+        torch.cuda.memory._record_memory_history(stacks="python")
+    env = os.environ.get
+    ok = run(*(env(v).split(",") if env(v) else None for v in ("SANITIZE_PROBLEMS", "SANITIZE_MODES")),
+             skip=env("SANITIZE_SKIP", "").split(","))
     gc.collect()  # free every tensor before exit, so memcheck's leak check sees only real leaks
     torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    # what PyTorch's allocator still counts as live tensors, to compare with memcheck's leak report
-    print(f"live CUDA tensor bytes at exit: {torch.cuda.memory_allocated()}")
-    print("ALL OK" if ok else "SOME RESULTS WRONG")
+    if caching:
+        blocks, reachable = live_blocks()
+        print(f"live CUDA blocks at exit: {len(blocks)}, {sum(b[0] for b in blocks)} bytes")
+        for size, frames in blocks:
+            print(f"  {size} bytes allocated at {' <- '.join(frames)}")
+        print(f"CUDA tensors reachable from Python at exit: {reachable}")
+        ok &= not blocks
+    print("ALL OK" if ok else "SOME RESULTS WRONG OR MEMORY LEFT ALLOCATED")
     raise SystemExit(0 if ok else 1)
 
 

@@ -7,8 +7,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${1:-${OUT:-/tmp}/sanitizer}
 mkdir -p "$OUTDIR"
 cd /tmp  # import the installed wheel, not the source tree
-export PYTORCH_NO_CUDA_MEMORY_CACHING=1  # let the tools see every allocation as it is made and freed
 rc=0
+# first without a tool, with the caching allocator's books: what is still allocated at exit, and where from
+python3 "$ROOT/benchmarks/sanitize_kernels.py" > "$OUTDIR/plain.log" 2>&1 || rc=1
+echo "plain run: $(grep -E 'live CUDA blocks' "$OUTDIR/plain.log") $(tail -n 1 "$OUTDIR/plain.log")"
+export PYTORCH_NO_CUDA_MEMORY_CACHING=1  # let the tools see every allocation as it is made and freed
 for tool in memcheck racecheck initcheck synccheck; do
   extra=""
   [[ $tool == memcheck ]] && extra="--leak-check full"

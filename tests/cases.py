@@ -81,5 +81,12 @@ CASES = [
     Case("subpixel_tiles", n=2, c_in=40, c_out=24, size=(6, 8, 10), kernel=(2, 2, 2), stride=(2, 2, 2),
          num_groups=3, bias=True),
     Case("subpixel_k132", c_out=12, size=(3, 4, 6), kernel=(1, 3, 2), stride=(1, 3, 2), num_groups=4),
+    # the Hopper phase form (kernel a multiple of the stride): mixed strides with padding and
+    # output padding (a phase whose window starts one further); two channel tiles, two position
+    # tiles per phase, groups straddling the channel tiles
+    Case("phases_mixed", c_out=12, size=(3, 4, 5), kernel=(4, 3, 2), stride=(2, 3, 1), padding=(1, 1, 0),
+         output_padding=(0, 2, 0), num_groups=3, bias=True),
+    Case("phases_tiles", n=2, c_in=24, c_out=144, size=(6, 7, 8), kernel=(4, 4, 4), stride=(2, 2, 2),
+         padding=(1, 1, 1), num_groups=3, bias=True),
 ]
 CASE_IDS = [c.name for c in CASES]

@@ -22,9 +22,10 @@ PATHS_SEEN = {}  # device:path:dtype -> number of cases
 
 @st.composite
 def problems(draw):
-    # half the draws are shaped for the Hopper kernel's two GEMM forms (ungrouped; stride 1 and
-    # dilation 1, or kernel == stride with kW == 2 and no padding), so they are not left to chance
-    flavor = draw(st.sampled_from(["any", "any", "direct", "subpixel"]))
+    # half the draws are shaped for the Hopper kernel's GEMM forms (ungrouped, dilation 1: stride 1;
+    # kernel a multiple of the stride with the output too; kernel == stride with kW == 2 and no
+    # padding), so they are not left to chance
+    flavor = draw(st.sampled_from(["any", "any", "any", "direct", "phases", "subpixel"]))
     groups = 1 if flavor != "any" else draw(st.sampled_from([1, 1, 1, 2, 3]))
     c_in = groups * draw(st.integers(1, 96 // groups if groups > 1 else 96))
     c_out = groups * draw(st.integers(1, 32))
@@ -34,6 +35,12 @@ def problems(draw):
     if flavor == "subpixel":
         kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), 2)
         stride, dilation, padding, output_padding = kernel, (1, 1, 1), (0, 0, 0), (0, 0, 0)
+    elif flavor == "phases":
+        stride = tuple(draw(st.sampled_from([1, 2, 2, 3])) for _ in range(3))
+        kernel = tuple(s * draw(st.integers(1, 5 // s)) for s in stride)
+        dilation = (1, 1, 1)
+        padding = tuple(draw(st.integers(0, k - 1)) for k in kernel)
+        output_padding = tuple(2 * p % s for p, s in zip(padding, stride))  # output a multiple of the stride
     else:
         kernel = tuple(draw(st.integers(1, 5)) for _ in range(3))
         stride = (1, 1, 1) if flavor == "direct" else tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(3))

@@ -6,9 +6,9 @@
 //   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
 //                (bias, ReLU, NCDHW stores, GroupNorm partial statistics).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
-// Two GEMM forms (GemmShape): direct (stride 1; rows = output channels, columns = output
-// positions) and sub-pixel (kernel == stride; rows = (channel, tap), columns = input positions,
-// see store_subpixel_tile).
+// Two GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
+// output channels, columns = the output positions of one phase, stride 1 being one phase) and
+// sub-pixel (kernel == stride, kW == 2; rows = (channel, tap), columns = input positions).
 // 3xTF32 (fp32 with TF32 off): both operands are packed as [big | small] TF32 pairs of
 // K-blocks, and every real K-block becomes three passes (stages), big x big, small x big and
 // big x small, of TF32 wgmma (the small x small term is dropped); see accumulate_3xtf32.
@@ -18,6 +18,7 @@
 
 #include <mutex>
 
+#include "common/gemm_forms.h"
 #include "common/hopper.cuh"
 #include "group_norm.h"
 #include "pack.h"
@@ -36,23 +37,25 @@ constexpr int kStageBytes = kATileBytes + kBTileBytes;
 constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 bytes
 
 struct HopperParams {
-  void* out;                // contiguous (N, Cout, P)
+  void* out;                // contiguous (N, Cout, out_P)
   const void* bias;         // (Cout) or nullptr
-  WelfordPartial* stats;    // [(n * G + g) * chunks + t * co_tiles + ct], or nullptr
-  int N, Cout, P, Ho, Wo;
-  int tiles_per_sample, co_tiles, num_tiles;
+  WelfordPartial* stats;    // [(n * G + g) * chunks + chunk_index(tile)], or nullptr
+  int N, Cout;
+  int P, Ho, Wo;            // GEMM columns per (sample, phase): positions, and their H, W extents
+  int tiles_per_sample, phases, co_tiles, num_tiles;
+  int rows_per_phase;       // weight rows of one phase (co_tiles * kTileCo)
   int lower[3];             // im2col lower corner (d, h, w)
-  int k[3];
+  int k[3];                 // filter offsets per dimension
+  int conv_stride[3], conv_pad[3];  // phase form: the conv's stride and padding (1, 0 otherwise)
   int c_blocks;             // real K-blocks (of channels) per tap
   int parts;                // packed K-blocks per real one: 1, or 2 (big, small) for 3xTF32
   int passes;               // wgmma passes per real K-block: 1, or 3 for 3xTF32
   int kblocks;              // taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
-  // sub-pixel path (kernel == stride): the GEMM runs over input positions (P, Ho, Wo above
-  // are the input's), the rows over (channel, kernel tap); the real output's sizes:
+  int out_P, out_H, out_W;  // the real output's sizes
+  // sub-pixel form: the GEMM runs over input positions, the rows over (channel, kernel tap)
   int sub_k[2];             // kD, kH
   int taps_dh;              // kD * kH
-  int out_P, out_H, out_W;
 };
 
 #if CONVT3D_HOPPER
@@ -88,12 +91,27 @@ __device__ __forceinline__ void store4(T* dst, float v0, float v1, float v2, flo
 
 __device__ __forceinline__ void consumer_barrier() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
+// Tile order: channel tile fastest, then phase, position tile, sample; the phases of one
+// output region run side by side, so their interleaved stores meet in L2.
 struct TileCoords {
-  int n, t, ct;
+  int n, t, phase, ct;
 };
 __device__ __forceinline__ TileCoords decode_tile(int tile, const HopperParams& p) {
   const int ct = tile % p.co_tiles, rest = tile / p.co_tiles;
-  return {rest / p.tiles_per_sample, rest % p.tiles_per_sample, ct};
+  const int phase = rest % p.phases, rest2 = rest / p.phases;
+  return {rest2 / p.tiles_per_sample, rest2 % p.tiles_per_sample, phase, ct};
+}
+// The tile's chunk of its (sample, group) statistics, in a fixed order.
+__device__ __forceinline__ int chunk_index(const TileCoords& tc, const HopperParams& p) {
+  return (tc.t * p.phases + tc.phase) * p.co_tiles + tc.ct;
+}
+
+// The ring's next stage; the mbarrier parity flips at each wrap.
+__device__ __forceinline__ void next_stage(int& stage, uint32_t& parity) {
+  if (++stage == kStages) {
+    stage = 0;
+    parity ^= 1;
+  }
 }
 
 
@@ -101,10 +119,10 @@ __device__ __forceinline__ TileCoords decode_tile(int tile, const HopperParams& 
 // stage; a stage goes back to the producer once the MMAs that read it have completed.
 template <typename T>
 __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
-                                           uint64_t* empty_bar, int& stage, uint32_t& phase, int cw, bool leader) {
+                                           uint64_t* empty_bar, int& stage, uint32_t& parity, int cw, bool leader) {
   int prev_stage = 0;
   for (int kb = 0; kb < kblocks; ++kb) {
-    hopper::mbar_wait(&full_bar[stage], phase);
+    hopper::mbar_wait(&full_bar[stage], parity);
     const uint64_t da = hopper::smem_desc_sw128(ring + stage * kStageBytes + cw * 64 * kRowBytes);
     const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
     hopper::wgmma_fence();
@@ -115,10 +133,7 @@ __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8
     hopper::wgmma_wait<1>();  // the previous K-block's MMAs are done: its stage can be refilled
     if (kb > 0 && leader) hopper::mbar_arrive(&empty_bar[prev_stage]);
     prev_stage = stage;
-    if (++stage == kStages) {
-      stage = 0;
-      phase ^= 1;
-    }
+    next_stage(stage, parity);
   }
   hopper::wgmma_wait<0>();
   hopper::fence_registers(acc);
@@ -131,13 +146,13 @@ __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8
 // fresh 64-column-half partial and added to acc with IEEE fp32 adds; the halves (m64n128)
 // keep the partial at 64 registers next to the 128 of acc.
 __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
-                                                  uint64_t* empty_bar, int& stage, uint32_t& phase, int cw,
+                                                  uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
                                                   bool leader) {
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.f;
   float part[64];
   for (int kb = 0; kb < kblocks; ++kb) {
-    hopper::mbar_wait(&full_bar[stage], phase);
+    hopper::mbar_wait(&full_bar[stage], parity);
     const uint64_t da = hopper::smem_desc_sw128(ring + stage * kStageBytes + cw * 64 * kRowBytes);
     const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
 #pragma unroll
@@ -154,23 +169,33 @@ __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks
       for (int i = 0; i < 64; ++i) acc[64 * half + i] += part[i];  // columns 128 * half + .. (see wgmma layout)
     }
     if (leader) hopper::mbar_arrive(&empty_bar[stage]);
-    if (++stage == kStages) {
-      stage = 0;
-      phase ^= 1;
-    }
+    next_stage(stage, parity);
   }
 }
 
-// The output channel of tile row r, or -1 for a padding row. Sub-pixel rows follow
-// pack_weight_subpixel: R = 16 * (q / 8) + 8 * w_tap + q % 8, q = (co * kD + d_tap) * kH + h_tap.
+// The output channel of tile row r, or -1 for a padding row (sub-pixel rows: gemm_forms.h).
 template <bool kSubpixel>
 __device__ __forceinline__ int tile_row_channel(int ct, int r, const HopperParams& p) {
   const int R = ct * kTileCo + r;
-  const int co = kSubpixel ? ((R >> 4) * 8 + (R & 7)) / p.taps_dh : R;
+  const int co = kSubpixel ? subpixel_unit(R) / p.taps_dh : R;
   return co < p.Cout ? co : -1;
 }
 
-// Stride-1 conv: row = output channel, column = output position; two adjacent positions per store.
+// Position pos of a row-major (d, h, w) grid of extents (., H, W), and stepping it forward.
+struct GridPos {
+  int d, h, w;
+  __device__ __forceinline__ GridPos(int pos, int H, int W) {
+    d = pos / (H * W);
+    h = (pos - d * H * W) / W;
+    w = pos - (d * H + h) * W;
+  }
+  __device__ __forceinline__ void advance(int steps, int H, int W) {
+    for (w += steps; w >= W; w -= W)
+      if (++h == H) h = 0, ++d;
+  }
+};
+
+// One phase (stride 1): row = output channel, column = output position; two adjacent positions per store.
 template <typename T>
 __device__ __forceinline__ void store_direct_tile(const float (&acc)[128], const HopperParams& p, const TileCoords& tc,
                                                   int row0, int pos0, float (&sum)[2], float (&sumsq)[2]) {
@@ -200,6 +225,48 @@ __device__ __forceinline__ void store_direct_tile(const float (&acc)[128], const
   }
 }
 
+// A phase of a strided conv: column (d, h, w) of the phase grid is output
+// (s_d d + r_d, s_h h + r_h, s_w w + r_w); positions of a thread are not adjacent in the output,
+// but the tile's neighbours in the grid (the other phases) fill the gaps in L2.
+template <typename T>
+__device__ __forceinline__ void store_phase_tile(const float (&acc)[128], const HopperParams& p, const TileCoords& tc,
+                                                 int row0, int pos0, float (&sum)[2], float (&sumsq)[2]) {
+  int r[3];
+  phase_residues(tc.phase, p.conv_stride, r);
+  T* out = static_cast<T*>(p.out) + int64_t(tc.n) * p.Cout * p.out_P + (r[0] * p.out_H + r[1]) * p.out_W + r[2];
+  T* row[2];
+  float b[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int co = tile_row_channel<false>(tc.ct, row0 + 8 * h, p);
+    row[h] = co >= 0 ? out + int64_t(co) * p.out_P : nullptr;
+    b[h] = co >= 0 && p.bias != nullptr ? to_float(static_cast<const T*>(p.bias)[co]) : 0.f;
+  }
+  auto offset = [&](const GridPos& g) {
+    return (p.conv_stride[0] * g.d * p.out_H + p.conv_stride[1] * g.h) * p.out_W + p.conv_stride[2] * g.w;
+  };
+  GridPos at(pos0, p.Ho, p.Wo);
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int pos = pos0 + 8 * j;
+    GridPos next = at;
+    next.advance(1, p.Ho, p.Wo);
+    const int o0 = offset(at), o1 = offset(next);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float v0 = relu(acc[4 * j + 2 * h] + b[h]);
+      const float v1 = relu(acc[4 * j + 2 * h + 1] + b[h]);
+      if (row[h] != nullptr) {
+        if (pos < p.P) row[h][o0] = from_float<T>(v0);
+        if (pos + 1 < p.P) row[h][o1] = from_float<T>(v1);
+      }
+      sum[h] += v0 + v1;
+      sumsq[h] += v0 * v0 + v1 * v1;
+    }
+    at.advance(8, p.Ho, p.Wo);
+  }
+}
+
 // Kernel == stride (kW == 2): the column is an input position (d, h, w), the row pair
 // (h = 0, 1) the two W-taps of one (channel, d-tap, h-tap), so a thread's values for input
 // positions w, w+1 are the four consecutive outputs 2w .. 2w+3 of one output row.
@@ -209,14 +276,13 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], con
                                                     float (&sumsq)[2]) {
   const int co = tile_row_channel<true>(tc.ct, row0, p);
   if (co < 0) return;
-  const int q = ((tc.ct * kTileCo + row0) >> 4) * 8 + (row0 & 7);
+  const int q = subpixel_unit(tc.ct * kTileCo + row0);
   const int tdh = q - co * p.taps_dh, td = tdh / p.sub_k[1], th = tdh - td * p.sub_k[1];
   const float b = p.bias != nullptr ? to_float(static_cast<const T*>(p.bias)[co]) : 0.f;
   T* out = static_cast<T*>(p.out) + (int64_t(tc.n) * p.Cout + co) * p.out_P + (td * p.out_H + th) * p.out_W;
   // p.Ho, p.Wo: the input's H, W (the GEMM's positions are input positions)
   auto offset = [&](int d, int h, int w) { return (p.sub_k[0] * d * p.out_H + p.sub_k[1] * h) * p.out_W + 2 * w; };
-  const int HWi = p.Ho * p.Wo;
-  int d = pos0 / HWi, h = (pos0 - d * HWi) / p.Wo, w = pos0 - d * HWi - h * p.Wo;
+  GridPos at(pos0, p.Ho, p.Wo);
   const bool quads = (p.Wo & 1) == 0;  // then w is even, w + 1 in the same row, and 2w 16-byte aligned
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
@@ -224,24 +290,20 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], con
     const float a0 = relu(acc[4 * j] + b), a1 = relu(acc[4 * j + 1] + b);          // W-tap 0 at w, w + 1
     const float c0 = relu(acc[4 * j + 2] + b), c1 = relu(acc[4 * j + 3] + b);      // W-tap 1
     if (quads) {
-      if (pos < p.P) store4(out + offset(d, h, w), a0, c0, a1, c1);
+      if (pos < p.P) store4(out + offset(at.d, at.h, at.w), a0, c0, a1, c1);
     } else {
-      if (pos < p.P) store2(out + offset(d, h, w), a0, c0);
+      if (pos < p.P) store2(out + offset(at.d, at.h, at.w), a0, c0);
       if (pos + 1 < p.P) {
-        int d1 = d, h1 = h, w1 = w + 1;
-        if (w1 == p.Wo) {
-          w1 = 0;
-          if (++h1 == p.Ho) h1 = 0, ++d1;
-        }
-        store2(out + offset(d1, h1, w1), a1, c1);
+        GridPos next = at;
+        next.advance(1, p.Ho, p.Wo);
+        store2(out + offset(next.d, next.h, next.w), a1, c1);
       }
     }
     sum[0] += a0 + a1;
     sumsq[0] += a0 * a0 + a1 * a1;
     sum[1] += c0 + c1;
     sumsq[1] += c0 * c0 + c1 * c1;
-    for (w += 8; w >= p.Wo; w -= p.Wo)
-      if (++h == p.Ho) h = 0, ++d;
+    at.advance(8, p.Ho, p.Wo);
   }
 }
 #endif  // CONVT3D_HOPPER
@@ -279,29 +341,29 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::tma_prefetch_map(&wmap);
       hopper::tma_prefetch_map(&xmap);
       int stage = 0;
-      uint32_t phase = 0;
-      const int HWo = p.Ho * p.Wo;
+      uint32_t parity = 0;
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
-        const int m0 = tc.t * kTilePos;
-        const int od = m0 / HWo, ohw = m0 - od * HWo, oh = ohw / p.Wo, ow = ohw - oh * p.Wo;
+        const GridPos start(tc.t * kTilePos, p.Ho, p.Wo);
+        int r[3], off[3];  // the phase's window offsets (gemm_forms.h)
+        phase_residues(tc.phase, p.conv_stride, r);
+        for (int d = 0; d < 3; ++d) off[d] = phase_window_offset(r[d], p.conv_stride[d], p.conv_pad[d]);
+        const int w_row = tc.phase * p.rows_per_phase + tc.ct * kTileCo;
         for (int kb = 0; kb < p.kblocks; ++kb) {
           const int per_tap = p.c_blocks * p.passes;
           const int f = kb / per_tap, rest = kb - f * per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
           const int x_block = cb * p.parts + (pass == 1);                   // pass 1: small activations
           const int w_block = (f * p.c_blocks + cb) * p.parts + (pass == 2);  // pass 2: small weights
           const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
-          hopper::mbar_wait(&empty_bar[stage], phase ^ 1);
+          hopper::mbar_wait(&empty_bar[stage], parity ^ 1);
           uint8_t* a = ring + stage * kStageBytes;
           hopper::mbar_arrive_expect_tx(&full_bar[stage], kStageBytes);
-          hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, tc.ct * kTileCo);
-          hopper::tma_load_im2col_5d(a + kATileBytes, &xmap, &full_bar[stage], x_block * kCh, ow + p.lower[2],
-                                     oh + p.lower[1], od + p.lower[0], tc.n, static_cast<uint16_t>(fw),
-                                     static_cast<uint16_t>(fh), static_cast<uint16_t>(fd));
-          if (++stage == kStages) {
-            stage = 0;
-            phase ^= 1;
-          }
+          hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, w_row);
+          hopper::tma_load_im2col_5d(a + kATileBytes, &xmap, &full_bar[stage], x_block * kCh, start.w + p.lower[2],
+                                     start.h + p.lower[1], start.d + p.lower[0], tc.n,
+                                     static_cast<uint16_t>(fw + off[2]), static_cast<uint16_t>(fh + off[1]),
+                                     static_cast<uint16_t>(fd + off[0]));
+          next_stage(stage, parity);
         }
       }
     }
@@ -312,14 +374,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
     const bool wg_leader = (threadIdx.x & 127) == 0;
     int stage = 0;
-    uint32_t phase = 0;
+    uint32_t parity = 0;
     float acc[128];
     for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
       const TileCoords tc = decode_tile(tile, p);
       if constexpr (Cfg::kSplit)
-        accumulate_3xtf32(acc, p.kblocks, ring, full_bar, empty_bar, stage, phase, cw, wg_leader);
+        accumulate_3xtf32(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
       else
-        accumulate<T>(acc, p.kblocks, ring, full_bar, empty_bar, stage, phase, cw, wg_leader);
+        accumulate<T>(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
 
       // ---- epilogue: bias, ReLU, stores, and per-row sums for the statistics ----
       const int row0 = cw * 64 + warp * 16 + (lane >> 2);  // tile row of h = 0 (h = 1: +8)
@@ -337,8 +399,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       float sum[2] = {0.f, 0.f}, sumsq[2] = {0.f, 0.f};
       if constexpr (kSubpixel)
         store_subpixel_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
-      else
+      else if (p.phases == 1)
         store_direct_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
+      else
+        store_phase_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
       if (p.stats != nullptr) {
         // per row: sums over the 4 lanes that hold it (all the tile's positions), then
         // (count, mean, M2) with M2 from the sums (256 values: cancellation is negligible)
@@ -358,7 +422,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         consumer_barrier();
         // per GroupNorm group, one warp: lanes merge the rows of the group's channels (strided),
         // then a fixed shuffle tree merges the lanes (deterministic: lane 0's order never varies)
-        const int chunks = p.tiles_per_sample * p.co_tiles;
+        const int chunks = p.tiles_per_sample * p.phases * p.co_tiles;
         for (int g = (threadIdx.x - 128) / 32; g < p.G; g += 8) {
           WelfordPartial m{0.f, 0.f, 0.f};
           if constexpr (kSubpixel) {
@@ -366,8 +430,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             // [64 ct, 64 ct + 64), each as two rows (W-taps) 8 apart
             const int lo = max(g * p.cpg * p.taps_dh, tc.ct * 64), hi = min((g + 1) * p.cpg * p.taps_dh, tc.ct * 64 + 64);
             for (int q = lo + lane; q < hi; q += 32) {
-              const int r = 16 * ((q - tc.ct * 64) >> 3) + (q & 7);
-              m = welford_merge(welford_merge(m, row_stats[r]), row_stats[r + 8]);
+              const int local = q - tc.ct * 64;
+              m = welford_merge(welford_merge(m, row_stats[subpixel_row(local, 0)]), row_stats[subpixel_row(local, 1)]);
             }
           } else {
             const int lo = max(g * p.cpg, tc.ct * kTileCo), hi = min(min((g + 1) * p.cpg, p.Cout), (tc.ct + 1) * kTileCo);
@@ -379,7 +443,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                    __shfl_xor_sync(0xffffffffu, m.m2, off)};
             m = welford_merge(m, o);
           }
-          if (lane == 0) p.stats[(int64_t(tc.n) * p.G + g) * chunks + tc.t * p.co_tiles + tc.ct] = m;
+          if (lane == 0) p.stats[(int64_t(tc.n) * p.G + g) * chunks + chunk_index(tc, p)] = m;
         }
         consumer_barrier();  // row_stats is rewritten by the next tile
       }
@@ -422,9 +486,6 @@ CUtensorMapDataType tma_dtype(MathMode mode) {
 
 int elem_bytes(MathMode mode) { return (mode == MathMode::kF16 || mode == MathMode::kBf16) ? 2 : 4; }
 
-// im2col corners of a stride-1 transposed conv: the correlation window starts at pad - (k - 1).
-int lower_corner(const ConvTransposeGeometry& g, int d) { return static_cast<int>(g.pad[d] - (g.k[d] - 1)); }
-
 // Kernel == stride with kW == 2 and no padding (the 3D U-Net decoder's k = s = 2): every
 // output position gets exactly one tap, so the conv is one GEMM over input positions.
 bool is_subpixel(const ConvTransposeGeometry& g) {
@@ -433,26 +494,49 @@ bool is_subpixel(const ConvTransposeGeometry& g) {
   return g.k[2] == 2;
 }
 
-// The GEMM the kernel runs. Direct (stride 1): the correlation of the input with the flipped
-// kernel, A rows = output channels. Sub-pixel: a 1x1x1 conv over the input positions, A rows =
-// (output channel, kernel tap) as laid out by pack_weight_subpixel.
+// The GEMM the kernel runs (common/gemm_forms.h), and its operand layout.
 struct GemmShape {
   bool subpixel;
-  ConvTransposeGeometry conv;  // the stride-1 conv the im2col loads walk
-  int64_t rows;                // A rows, padded to whole tiles
+  bool valid;            // the phase form needs kernel % stride == 0 and output % stride == 0
+  int64_t phases;        // GEMMs of the phase form (1 for stride 1 and for sub-pixel)
+  int64_t offsets[3];    // filter offsets walked per dimension
+  int64_t positions[3];  // GEMM columns per (sample, phase): a grid of these extents
+  int lower[3], upper[3];  // im2col bounding-box corners (d, h, w)
+  int64_t rows;          // A rows per phase, padded to whole tiles
+  int64_t ch;            // channels per K-block
+  int64_t Cp;            // input channels padded to whole K-blocks
+  int64_t Cs;            // packed channel slots per position and tap (3xTF32: big and small)
+  int64_t taps() const { return offsets[0] * offsets[1] * offsets[2]; }
+  int64_t P() const { return positions[0] * positions[1] * positions[2]; }
 };
 
-GemmShape gemm_shape(const ConvTransposeGeometry& g) {
-  GemmShape s{is_subpixel(g), g, 0};
-  if (!s.subpixel) {
-    s.rows = round_up(g.Cout, kTileCo);
+GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
+  GemmShape s{};
+  s.subpixel = is_subpixel(g);
+  s.valid = true;
+  s.phases = 1;
+  s.ch = kRowBytes / elem_bytes(mode);
+  s.Cp = round_up(g.Cin, s.ch);
+  s.Cs = s.Cp * (mode == MathMode::kFp32 ? 2 : 1);
+  if (s.subpixel) {  // a 1x1x1 conv over the input positions
+    for (int d = 0; d < 3; ++d) {
+      s.offsets[d] = 1;
+      s.positions[d] = g.in[d];
+    }
+    s.rows = round_up(16 * ceil_div(g.Cout * g.k[0] * g.k[1], 8), kTileCo);
     return s;
   }
   for (int d = 0; d < 3; ++d) {
-    s.conv.k[d] = s.conv.stride[d] = 1;
-    s.conv.out[d] = g.in[d];
+    const int64_t st = g.stride[d];
+    if (g.k[d] % st != 0 || g.out[d] % st != 0 || g.dil[d] != 1) s.valid = false;
+    s.phases *= st;
+    s.offsets[d] = g.k[d] / st;
+    s.positions[d] = g.out[d] / st;
+    s.lower[d] = phase_window_lower(static_cast<int>(st), static_cast<int>(g.k[d]), static_cast<int>(g.pad[d]));
+    // the box spans one phase's positions: in + upper - lower = positions
+    s.upper[d] = static_cast<int>(s.positions[d] - g.in[d] + s.lower[d]);
   }
-  s.rows = round_up(16 * ceil_div(g.Cout * g.k[0] * g.k[1], 8), kTileCo);
+  s.rows = round_up(g.Cout, kTileCo);
   return s;
 }
 
@@ -461,50 +545,46 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g) {
 bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_index) {
   const DeviceInfo& info = device_info(device_index);
   if (info.major != 9 || g.G != 1) return false;
-  const GemmShape s = gemm_shape(g);
+  const GemmShape s = gemm_shape(g, mode);
+  if (!s.valid) return false;
   for (int d = 0; d < 3; ++d) {
-    const ConvTransposeGeometry& c = s.conv;
-    if (c.stride[d] != 1 || c.dil[d] != 1 || c.out_pad[d] != 0) return false;
-    // TMA im2col limits for rank 5: corners in [-16, 15], filter offsets up to 31
-    if (lower_corner(c, d) < -16 || lower_corner(c, d) > 15 || c.pad[d] > 16 || c.k[d] > 32) return false;
+    // TMA im2col limits for rank 5: box corners in [-16, 15], filter offsets (plus a phase's
+    // window offset of up to 1) below 32
+    const int64_t reach = s.offsets[d] - 1 + (g.stride[d] > 1 ? 1 : 0);
+    if (s.lower[d] < -16 || s.lower[d] > 15 || s.upper[d] < -16 || s.upper[d] > 15 || reach > 31) return false;
   }
-  const int64_t P = s.conv.out_positions();
   // 32-bit tile and coordinate arithmetic, int32 tensor-map coordinates
-  if (g.N * ceil_div(P, kTilePos) * (s.rows / kTileCo) >= (int64_t(1) << 31)) return false;
+  if (g.N * ceil_div(s.P(), kTilePos) * s.phases * (s.rows / kTileCo) >= (int64_t(1) << 31)) return false;
   if (g.out_positions() >= (int64_t(1) << 31) || g.N > 65535) return false;
-  const int64_t Cs = round_up(g.Cin, kRowBytes / elem_bytes(mode)) * (mode == MathMode::kFp32 ? 2 : 1);
-  return s.conv.taps() * Cs < (int64_t(1) << 31) && info.max_smem_optin >= kSmemBytes;
+  return s.taps() * s.Cs < (int64_t(1) << 31) && s.phases * s.rows < (int64_t(1) << 31) &&
+         info.max_smem_optin >= kSmemBytes;
 }
 
 void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
                                 WelfordPartial* stats, int64_t num_groups) {
-  const GemmShape shape = gemm_shape(g);
-  const ConvTransposeGeometry& c = shape.conv;
+  const GemmShape shape = gemm_shape(g, mode);
   const int eb = elem_bytes(mode);
-  const int64_t ch = kRowBytes / eb;       // channels per K-block
-  const int64_t Cp = round_up(g.Cin, ch);  // real channels, padded to whole K-blocks
-  const int64_t T = c.taps();
+  const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
-  const int parts = split ? 2 : 1;
-  const int64_t Cs = Cp * parts;  // packed channel slots per position and tap
+  const int64_t w_rows = shape.phases * shape.rows;
 
   // channels-last activations and K-major weights, zero-padded
   Tensor xp = torch::stable::new_empty(x, {g.N * g.in_positions() * Cs});
-  Tensor wp = torch::stable::new_empty(x, {shape.rows * T * Cs});
+  Tensor wp = torch::stable::new_empty(x, {w_rows * T * Cs});
   const int split_block = split ? static_cast<int>(ch) : 0;
-  pack_activation(x, xp.mutable_data_ptr(), 1, Cp, round, stream, split_block);
+  pack_activation(x, xp.mutable_data_ptr(), 1, shape.Cp, round, stream, split_block);
   if (shape.subpixel)
-    pack_weight_subpixel(weight, wp.mutable_data_ptr(), Cp, shape.rows, round, stream, split_block);
+    pack_weight_subpixel(weight, wp.mutable_data_ptr(), shape.Cp, shape.rows, round, stream, split_block);
   else
-    pack_weight(weight, wp.mutable_data_ptr(), 1, Cp, WeightRows::kOutChannels, round, stream, shape.rows,
-                /*flip_taps=*/true, split_block);
+    pack_weight_phases(weight, wp.mutable_data_ptr(), shape.Cp, shape.rows, g.stride, g.pad, round, stream,
+                       split_block);
 
   const auto& drv = driver();
   CUtensorMap wmap, xmap;
   {
-    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(T * Cs), static_cast<cuuint64_t>(shape.rows)};
+    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(T * Cs), static_cast<cuuint64_t>(w_rows)};
     const cuuint64_t strides[1] = {static_cast<cuuint64_t>(T * Cs * eb)};
     const cuuint32_t box[2] = {static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(kTileCo)};
     const cuuint32_t estr[2] = {1, 1};
@@ -520,8 +600,8 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
     const cuuint64_t strides[4] = {static_cast<cuuint64_t>(Cs * eb), static_cast<cuuint64_t>(g.in[2] * Cs * eb),
                                    static_cast<cuuint64_t>(g.in[1] * g.in[2] * Cs * eb),
                                    static_cast<cuuint64_t>(g.in_positions() * Cs * eb)};
-    const int lower[3] = {lower_corner(c, 2), lower_corner(c, 1), lower_corner(c, 0)};  // (w, h, d)
-    const int upper[3] = {static_cast<int>(-c.pad[2]), static_cast<int>(-c.pad[1]), static_cast<int>(-c.pad[0])};
+    const int lower[3] = {shape.lower[2], shape.lower[1], shape.lower[0]};  // (w, h, d)
+    const int upper[3] = {shape.upper[2], shape.upper[1], shape.upper[0]};
     const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
     const CUresult r = drv.encode_im2col(&xmap, tma_dtype(mode), 5, xp.mutable_data_ptr(), dims, strides, lower,
                                          upper, static_cast<cuuint32_t>(ch), kTilePos, estr,
@@ -536,28 +616,32 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   p.stats = stats;
   p.N = static_cast<int>(g.N);
   p.Cout = static_cast<int>(g.Cout);
-  p.P = static_cast<int>(c.out_positions());
-  p.Ho = static_cast<int>(c.out[1]);
-  p.Wo = static_cast<int>(c.out[2]);
+  p.P = static_cast<int>(shape.P());
+  p.Ho = static_cast<int>(shape.positions[1]);
+  p.Wo = static_cast<int>(shape.positions[2]);
   p.tiles_per_sample = static_cast<int>(ceil_div(p.P, kTilePos));
+  p.phases = static_cast<int>(shape.phases);
   p.co_tiles = static_cast<int>(shape.rows / kTileCo);
-  p.num_tiles = p.N * p.tiles_per_sample * p.co_tiles;
+  p.rows_per_phase = static_cast<int>(shape.rows);
+  p.num_tiles = p.N * p.tiles_per_sample * p.phases * p.co_tiles;
   for (int d = 0; d < 3; ++d) {
-    p.lower[d] = lower_corner(c, d);
-    p.k[d] = static_cast<int>(c.k[d]);
+    p.lower[d] = shape.lower[d];
+    p.k[d] = static_cast<int>(shape.offsets[d]);
+    p.conv_stride[d] = shape.subpixel ? 1 : static_cast<int>(g.stride[d]);
+    p.conv_pad[d] = shape.subpixel ? 0 : static_cast<int>(g.pad[d]);
   }
-  p.c_blocks = static_cast<int>(Cp / ch);
-  p.parts = parts;
+  p.c_blocks = static_cast<int>(shape.Cp / ch);
+  p.parts = split ? 2 : 1;
   p.passes = split ? 3 : 1;
   p.kblocks = static_cast<int>(T * p.c_blocks * p.passes);
   p.G = static_cast<int>(num_groups);
   p.cpg = num_groups > 0 ? static_cast<int>(g.Cout / num_groups) : 0;
-  p.sub_k[0] = static_cast<int>(g.k[0]);
-  p.sub_k[1] = static_cast<int>(g.k[1]);
-  p.taps_dh = p.sub_k[0] * p.sub_k[1];
   p.out_P = static_cast<int>(g.out_positions());
   p.out_H = static_cast<int>(g.out[1]);
   p.out_W = static_cast<int>(g.out[2]);
+  p.sub_k[0] = static_cast<int>(g.k[0]);
+  p.sub_k[1] = static_cast<int>(g.k[1]);
+  p.taps_dh = p.sub_k[0] * p.sub_k[1];
 
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
@@ -570,8 +654,8 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
 }
 
 int64_t hopper_stats_chunks(const ConvTransposeGeometry& g) {
-  const GemmShape s = gemm_shape(g);
-  return ceil_div(s.conv.out_positions(), kTilePos) * (s.rows / kTileCo);
+  const GemmShape s = gemm_shape(g, MathMode::kTf32);  // the tiling does not depend on the math mode
+  return ceil_div(s.P(), kTilePos) * s.phases * (s.rows / kTileCo);
 }
 
 }  // namespace convt3d

@@ -1,6 +1,7 @@
 // Operand packing kernels (see pack.h).
 #include "pack.h"
 
+#include "common/gemm_forms.h"
 #include "common/math_mode.cuh"
 
 namespace convt3d {
@@ -30,8 +31,9 @@ template <typename T>
 __device__ __forceinline__ T operand_value(T v, bool round_tf32, int part) {
   if constexpr (std::is_same_v<T, float>) {
     if (part >= 0) {
-      const float big = __uint_as_float(tf32_round(v));
-      return part == 0 ? big : __uint_as_float(tf32_round(v - big));
+      uint32_t big, small;
+      tf32_split(__float_as_uint(v), big, small);
+      return __uint_as_float(part == 0 ? big : small);
     }
   }
   return maybe_round(v, round_tf32);
@@ -95,13 +97,21 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
   }
 }
 
+// How packed (row, tap) maps onto the kernel: plainly, by the phase form, or by the sub-pixel
+// form of the Hopper kernel (common/gemm_forms.h).
+enum class WeightForm { kPlain, kPhases, kSubpixel };
+
 struct WeightShape {
   int64_t stride[5];  // ci, co, kd, kh, kw of the source
   int64_t rows, taps, Cin_g, Cout_g, G;
   int64_t slots;  // per (row, tap): Cp, or 2 * Cp with split_block
   int split_block;
-  int kd, kh, kw;
-  int rows_are_out, flip, subpixel;
+  int k[3];       // kD, kH, kW
+  int rows_are_out;
+  WeightForm form;
+  // phase form: rows = phases x rows_per_phase, taps = the phase's K / s per dimension
+  int64_t rows_per_phase;
+  int conv_stride[3], conv_pad[3], sub_k[3];
 };
 
 template <typename T>
@@ -111,30 +121,36 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
     int part;
     const int64_t c = split_channel(i % s.slots, s.split_block, part);
     int64_t rest = i / s.slots;
-    int64_t tap = rest % s.taps;
+    const int64_t tap = rest % s.taps;
     rest /= s.taps;
     int64_t row = rest % s.rows;
     const int64_t g = rest / s.rows;
-    if (s.subpixel) {  // taps == 1 here: the row holds (output channel, kernel tap) as in pack.h
-      const int64_t q = (row / 16) * 8 + row % 8, dh = int64_t(s.kd) * s.kh;
-      tap = (q % dh) * 2 + (row / 8) % 2;
+    int kt[3];  // the kernel tap (d, h, w)
+    if (s.form == WeightForm::kSubpixel) {  // taps == 1: the row holds (output channel, kernel tap)
+      const int q = subpixel_unit(static_cast<int>(row)), dh = s.k[0] * s.k[1];
+      kt[0] = (q % dh) / s.k[1];
+      kt[1] = q % s.k[1];
+      kt[2] = subpixel_w_tap(static_cast<int>(row));
       row = q / dh;
+    } else if (s.form == WeightForm::kPhases) {
+      int r[3];
+      phase_residues(static_cast<int>(row / s.rows_per_phase), s.conv_stride, r);
+      row %= s.rows_per_phase;
+      const int f[3] = {static_cast<int>(tap / (s.sub_k[1] * s.sub_k[2])), static_cast<int>(tap / s.sub_k[2] % s.sub_k[1]),
+                        static_cast<int>(tap % s.sub_k[2])};
+      for (int d = 0; d < 3; ++d) kt[d] = phase_kernel_tap(r[d], s.conv_stride[d], s.k[d], s.conv_pad[d], f[d]);
+    } else {
+      kt[0] = static_cast<int>(tap / (s.k[1] * s.k[2]));
+      kt[1] = static_cast<int>(tap / s.k[2] % s.k[1]);
+      kt[2] = static_cast<int>(tap % s.k[2]);
     }
     const int64_t ci = s.rows_are_out ? c : row;  // input channel within the group
     const int64_t co = s.rows_are_out ? row : c;  // output channel within the group
     T v = from_float<T>(0.f);
-    if (ci < s.Cin_g && co < s.Cout_g) {
-      int64_t kd = tap / (s.kh * s.kw), khw = tap % (s.kh * s.kw);
-      int64_t kh = khw / s.kw, kw = khw % s.kw;
-      if (s.flip) {
-        kd = s.kd - 1 - kd;
-        kh = s.kh - 1 - kh;
-        kw = s.kw - 1 - kw;
-      }
-      v = operand_value(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kd * s.stride[2] +
-                            kh * s.stride[3] + kw * s.stride[4]],
+    if (ci < s.Cin_g && co < s.Cout_g)
+      v = operand_value(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kt[0] * s.stride[2] +
+                            kt[1] * s.stride[3] + kt[2] * s.stride[4]],
                         round_tf32, part);
-    }
     dst[i] = v;
   }
 }
@@ -175,9 +191,7 @@ WeightShape weight_shape(const Tensor& w, int64_t groups, int64_t Cp, int split_
   s.Cin_g = w.size(0) / groups;
   s.Cout_g = w.size(1);
   s.taps = w.size(2) * w.size(3) * w.size(4);
-  s.kd = static_cast<int>(w.size(2));
-  s.kh = static_cast<int>(w.size(3));
-  s.kw = static_cast<int>(w.size(4));
+  for (int d = 0; d < 3; ++d) s.k[d] = static_cast<int>(w.size(2 + d));
   s.split_block = split_block;
   s.slots = split_block > 0 ? 2 * Cp : Cp;
   return s;
@@ -197,20 +211,40 @@ void launch_pack_weight(const Tensor& w, void* dst, const WeightShape& s, bool r
 }  // namespace
 
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
-                 cudaStream_t stream, int64_t rows_padded, bool flip_taps, int split_block) {
-  WeightShape s = weight_shape(w, groups, Cp, split_block);
+                 cudaStream_t stream) {
+  WeightShape s = weight_shape(w, groups, Cp, 0);
   s.rows_are_out = rows == WeightRows::kOutChannels;
-  s.rows = std::max(s.rows_are_out ? s.Cout_g : s.Cin_g, rows_padded);
-  s.flip = flip_taps ? 1 : 0;
+  s.rows = s.rows_are_out ? s.Cout_g : s.Cin_g;
+  s.form = WeightForm::kPlain;
+  launch_pack_weight(w, dst, s, round_tf32, stream);
+}
+
+void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
+                        IntList padding, bool round_tf32, cudaStream_t stream, int split_block) {
+  WeightShape s = weight_shape(w, 1, Cp, split_block);
+  s.rows_are_out = 1;
+  s.form = WeightForm::kPhases;
+  s.rows_per_phase = rows_per_phase;
+  int64_t phases = 1;
+  s.taps = 1;
+  for (int d = 0; d < 3; ++d) {
+    STD_TORCH_CHECK(s.k[d] % stride[d] == 0, "convt3d: the phase weight layout needs kernel % stride == 0");
+    s.conv_stride[d] = static_cast<int>(stride[d]);
+    s.conv_pad[d] = static_cast<int>(padding[d]);
+    s.sub_k[d] = static_cast<int>(s.k[d] / stride[d]);
+    s.taps *= s.sub_k[d];
+    phases *= stride[d];
+  }
+  s.rows = phases * rows_per_phase;
   launch_pack_weight(w, dst, s, round_tf32, stream);
 }
 
 void pack_weight_subpixel(const Tensor& w, void* dst, int64_t Cp, int64_t rows_padded, bool round_tf32,
                           cudaStream_t stream, int split_block) {
   WeightShape s = weight_shape(w, 1, Cp, split_block);
-  STD_TORCH_CHECK(s.kw == 2, "convt3d: the sub-pixel weight layout needs kW == 2");
+  STD_TORCH_CHECK(s.k[2] == 2, "convt3d: the sub-pixel weight layout needs kW == 2");
   s.rows_are_out = 1;
-  s.subpixel = 1;
+  s.form = WeightForm::kSubpixel;
   s.rows = rows_padded;
   s.taps = 1;  // the kernel taps live in the rows
   launch_pack_weight(w, dst, s, round_tf32, stream);

@@ -22,16 +22,16 @@ enum class WeightRows {
   kOutChannels,  // rows = output channels, K over input channels (the transposed conv itself)
   kInChannels,   // rows = input channels, K over output channels (its input gradient, a direct conv)
 };
-// rows_padded (>= the real row count, or 0 for none): rows beyond the real ones are zero.
-// flip_taps: tap (a, b, c) of the packed tensor holds kernel tap (kD-1-a, kH-1-b, kW-1-c).
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
-                 cudaStream_t stream, int64_t rows_padded = 0, bool flip_taps = false, int split_block = 0);
+                 cudaStream_t stream);
 
-// The weights of a transposed conv whose kernel equals its stride (kW == 2, groups 1, no
-// padding) as one GEMM operand of the Hopper sub-pixel path, K = input channels, no taps:
-// row R = 16 * (q / 8) + 8 * w_tap + q % 8 with q = (co * kD + d_tap) * kH + h_tap, so the
-// two W-taps of an output pair sit 8 rows apart (one accumulator thread holds both).
-// Rows up to rows_padded that map to no channel are zero.
+// The Hopper kernel's weight operands (groups 1, rows = output channels; common/gemm_forms.h):
+// Phase form: [phase][rows_per_phase][phase taps][Cp], the rows past Cout zero; phase taps
+// (K / s per dimension) in filter-offset order. Stride 1 gives the flipped kernel.
+void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
+                        IntList padding, bool round_tf32, cudaStream_t stream, int split_block = 0);
+// Sub-pixel form (kernel == stride, kW == 2): [rows_padded][Cp], K = input channels, no taps;
+// rows that map to no channel are zero.
 void pack_weight_subpixel(const Tensor& w, void* dst, int64_t Cp, int64_t rows_padded, bool round_tf32,
                           cudaStream_t stream, int split_block = 0);
 

@@ -1,0 +1,48 @@
+"""Bisects compute-sanitizer memcheck's leak report: one call on fresh inputs, everything deleted
+before exit. Run under `compute-sanitizer --tool memcheck --leak-check full` with
+PYTORCH_NO_CUDA_MEMORY_CACHING=1, with one of the callers below as the argument:
+  none   no op (the inputs only)       torch  torch.nn.functional.conv_transpose3d
+  api    convt3d_ops.fused_forward      raw    torch.ops.convt3d.fused_forward (no Python wrapper)
+  conv   torch.ops.convt3d.conv_transpose3d_relu (the Hopper kernel on an H100)
+  portable  the same op with groups=2 (the portable kernel)
+Also prints what PyTorch's caching allocator counts as allocated after the deletes (run it
+without PYTORCH_NO_CUDA_MEMORY_CACHING for that number to mean anything)."""
+import gc
+import sys
+
+import torch
+
+import convt3d_ops
+
+CALLERS = {
+    "none": lambda x, w, b, gw, gb: None,
+    "torch": lambda x, w, b, gw, gb: torch.nn.functional.conv_transpose3d(x, w, b),
+    "api": lambda x, w, b, gw, gb: convt3d_ops.fused_forward(x, w, b, gw, gb, num_groups=4),
+    "raw": lambda x, w, b, gw, gb: torch.ops.convt3d.fused_forward(x, w, b, gw, gb, [1] * 3, [0] * 3, [0] * 3, [1] * 3,
+                                                                  1, 4, 1e-5),
+    "conv": lambda x, w, b, gw, gb: torch.ops.convt3d.conv_transpose3d_relu(x, w, b, [1] * 3, [0] * 3, [0] * 3,
+                                                                           [1] * 3, 1),
+    "portable": lambda x, w, b, gw, gb: torch.ops.convt3d.conv_transpose3d_relu(x, w[:, :24], b, [1] * 3, [0] * 3,
+                                                                               [0] * 3, [1] * 3, 2),
+}
+
+
+def main():
+    torch.manual_seed(0)
+    free_before = torch.cuda.mem_get_info()[0]
+    # x is a view of a 4 GiB buffer, so whether the device gets its memory back is visible in
+    # cudaMemGetInfo, with or without a tool
+    big = torch.empty(2 ** 30, device="cuda")
+    inputs = [big[:2 * 32 * 5 * 6 * 7].view(2, 32, 5, 6, 7).normal_(), torch.randn(32, 48, 3, 3, 3, device="cuda") * 0.05,
+              torch.randn(48, device="cuda"), torch.rand(48, device="cuda") + 0.5, torch.randn(48, device="cuda")]
+    out = CALLERS[sys.argv[1]](*inputs)
+    del out, inputs, big
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    print(f"device memory not returned: {(free_before - torch.cuda.mem_get_info()[0]) / 2 ** 30:.2f} GiB")
+    print("done", sys.argv[1], "allocated after the deletes:", torch.cuda.memory_allocated(), "bytes")
+
+
+if __name__ == "__main__":
+    main()
