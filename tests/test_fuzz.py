@@ -69,7 +69,7 @@ def natural_gradient_scales(case, refs, pre, mask, upstream):
     classical bound on a rounded sum is relative to the sum of |terms|; this is that sum,
     computed with |upstream| * rstd * |gamma| (ReLU mask applied) as the pre-activation gradient
     and |weight| / |x|, divided by sqrt(terms per element): the size of a sum of that many
-    random-sign terms."""
+    random-sign terms. Also the GroupNorm affine gradients' natural sizes (see below)."""
     x, weight, gamma = refs[0].detach(), refs[1].detach(), refs[3]
     mask = mask.to(pre.dtype)
     n, c = pre.shape[:2]
@@ -82,8 +82,13 @@ def natural_gradient_scales(case, refs, pre, mask, upstream):
     out = torch.nn.functional.conv_transpose3d(abs_x, abs_w, None, **case.conv_kwargs())
     grad_x, grad_w = torch.autograd.grad(out, (abs_x, abs_w), g)
     taps = case.kernel[0] * case.kernel[1] * case.kernel[2]
+    # GroupNorm's affine gradients are sums over a channel of upstream * normalized h and of
+    # upstream: random-sign sums that can cancel far below their terms (one channel, one group);
+    # the terms' L2 norm is their natural size (bf16 rounding of upstream alone errs at that scale)
+    x_hat = torch.nn.functional.group_norm(h.reshape(pre.shape), case.num_groups, eps=case.eps)
     return {"x": grad_x.norm().item() / ((c // case.groups) * taps) ** 0.5,
-            "weight": grad_w.norm().item() / (n * pre[0, 0].numel()) ** 0.5}
+            "weight": grad_w.norm().item() / (n * pre[0, 0].numel()) ** 0.5,
+            "gn_weight": (upstream * x_hat).norm().item(), "gn_bias": upstream.norm().item()}
 
 
 def _modes(device):
