@@ -33,8 +33,8 @@ def main():
     # x is a view of a 4 GiB buffer, so whether the device gets its memory back is visible in
     # cudaMemGetInfo, with or without a tool
     big = torch.empty(2 ** 30, device="cuda")
-    inputs = [big[:2 * 32 * 5 * 6 * 7].view(2, 32, 5, 6, 7).normal_(), torch.randn(32, 48, 3, 3, 3, device="cuda") * 0.05,
-              torch.randn(48, device="cuda"), torch.rand(48, device="cuda") + 0.5, torch.randn(48, device="cuda")]
+    inputs = [big[:2 * 32 * 5 * 6 * 7].view(2, 32, 5, 6, 7).normal_(),
+              torch.randn(32, 48, 3, 3, 3, device="cuda") * 0.05, torch.randn(48, device="cuda"), torch.rand(48, device="cuda") + 0.5, torch.randn(48, device="cuda")]
     out = CALLERS[sys.argv[1]](*inputs)
     del out, inputs, big
     gc.collect()

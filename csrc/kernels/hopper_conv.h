@@ -2,14 +2,14 @@
 // of channels-last activations, TMA tiled loads of prepacked weights, a 4-stage
 // mbarrier pipeline feeding two wgmma consumer warpgroups, persistent grid.
 //
-// A stride-1 transposed conv is a correlation with the kernel flipped and the
-// window shifted by pad - (k - 1): the im2col box corners are (pad - (k-1), -pad).
-// Tile: 128 output channels x 256 output positions of one sample; the accumulator
-// rows are channels and its columns contiguous positions, so the epilogue stores
-// NCDHW directly (bias, ReLU, and optional GroupNorm partial statistics).
+// A transposed conv whose kernel is a multiple of its stride splits into one stride-1
+// correlation per output phase (common/gemm_forms.h; stride 1 is one phase: the flipped
+// kernel). Tile: 128 output channels x 256 positions of one (sample, phase); the accumulator
+// rows are channels and its columns positions, so the epilogue stores NCDHW directly (bias,
+// ReLU, and optional GroupNorm partial statistics).
 //
 // Kernel == stride (kW == 2, no padding; the U-Net decoder's k = s = 2) runs as one GEMM
-// over input positions whose rows are (output channel, kernel tap): the sub-pixel path.
+// over input positions whose rows are (output channel, kernel tap): the sub-pixel form.
 // fp32 with TF32 off runs 3xTF32: big/small operand pairs, three TF32 passes per K-block.
 #pragma once
 

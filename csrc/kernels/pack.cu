@@ -136,8 +136,8 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
       int r[3];
       phase_residues(static_cast<int>(row / s.rows_per_phase), s.conv_stride, r);
       row %= s.rows_per_phase;
-      const int f[3] = {static_cast<int>(tap / (s.sub_k[1] * s.sub_k[2])), static_cast<int>(tap / s.sub_k[2] % s.sub_k[1]),
-                        static_cast<int>(tap % s.sub_k[2])};
+      const int f[3] = {static_cast<int>(tap / (s.sub_k[1] * s.sub_k[2])),
+                        static_cast<int>(tap / s.sub_k[2] % s.sub_k[1]), static_cast<int>(tap % s.sub_k[2])};
       for (int d = 0; d < 3; ++d) kt[d] = phase_kernel_tap(r[d], s.conv_stride[d], s.k[d], s.conv_pad[d], f[d]);
     } else {
       kt[0] = static_cast<int>(tap / (s.k[1] * s.k[2]));

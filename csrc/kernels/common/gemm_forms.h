@@ -25,7 +25,9 @@ namespace convt3d {
 // ---- phase form, one dimension ----
 CONVT3D_HOST_DEVICE int phase_window_lower(int s, int K, int p) { return p / s - K / s + 1; }
 CONVT3D_HOST_DEVICE int phase_window_offset(int r, int s, int p) { return (r + p) / s - p / s; }
-CONVT3D_HOST_DEVICE int phase_kernel_tap(int r, int s, int K, int p, int f) { return (r + p) % s + s * (K / s - 1 - f); }
+CONVT3D_HOST_DEVICE int phase_kernel_tap(int r, int s, int K, int p, int f) {
+  return (r + p) % s + s * (K / s - 1 - f);
+}
 
 // Phase index -> residue per dimension (d, h, w), W fastest.
 CONVT3D_HOST_DEVICE void phase_residues(int phase, const int (&s)[3], int (&r)[3]) {
