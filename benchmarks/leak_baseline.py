@@ -5,6 +5,7 @@ PYTORCH_NO_CUDA_MEMORY_CACHING=1, with one of the callers below as the argument:
   api    convt3d_ops.fused_forward      raw    torch.ops.convt3d.fused_forward (no Python wrapper)
   conv   torch.ops.convt3d.conv_transpose3d_relu (the Hopper kernel on an H100)
   portable  the same op with groups=2 (the portable kernel)
+  path   torch.ops.convt3d.forward_path (the op's host code up to dispatch, no kernel launch)
 Also prints what PyTorch's caching allocator counts as allocated after the deletes (run it
 without PYTORCH_NO_CUDA_MEMORY_CACHING for that number to mean anything)."""
 import gc
@@ -24,6 +25,7 @@ CALLERS = {
                                                                            [1] * 3, 1),
     "portable": lambda x, w, b, gw, gb: torch.ops.convt3d.conv_transpose3d_relu(x, w[:, :24], b, [1] * 3, [0] * 3,
                                                                                [0] * 3, [1] * 3, 2),
+    "path": lambda x, w, b, gw, gb: torch.ops.convt3d.forward_path(x, w, [1] * 3, [0] * 3, [0] * 3, [1] * 3, 1),
 }
 
 
