@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import convt3d_ops
+from convt3d_ops._checks import conv_transpose_output_size
 from cases import Case
 from helpers import (ALL_DEVICES, GRAD_FACTOR, allow_tf32, assert_close_class, precision_class, reference_chain, report,
                      to64)
@@ -47,7 +48,7 @@ def problems(draw):
         dilation = (1, 1, 1) if flavor == "direct" else tuple(draw(st.sampled_from([1, 1, 2])) for _ in range(3))
         padding = tuple(draw(st.integers(0, dilation[d] * (kernel[d] - 1))) for d in range(3))
         output_padding = tuple(draw(st.integers(0, max(stride[d], dilation[d]) - 1)) for d in range(3))
-    out = [(size[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1) + output_padding[d] + 1
+    out = [conv_transpose_output_size(size[d], kernel[d], stride[d], padding[d], output_padding[d], dilation[d])
            for d in range(3)]
     assume(all(o >= 1 for o in out))
     n = draw(st.integers(1, 8))

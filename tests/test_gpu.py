@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import convt3d_ops
 from convt3d_ops import reference
+from convt3d_ops._checks import conv_transpose_output_size
 from cases import CASE_IDS, CASES
 from helpers import (allow_tf32, assert_close_class, errors, poison_cuda_cache, precision_class, reference_chain,
                      requires_cuda)
@@ -112,8 +113,8 @@ def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
     x, w, _, _, _ = case.make(dtype, "cuda", seed=0)
     with allow_tf32(tf32):
         path = convt3d_ops.forward_path(x, w, **case.conv_kwargs())
-    out = [(case.size[d] - 1) * case.stride[d] - 2 * case.padding[d] + case.kernel[d] + case.output_padding[d]
-           for d in range(3)]
+    out = [conv_transpose_output_size(case.size[d], case.kernel[d], case.stride[d], case.padding[d],
+                                      case.output_padding[d], case.dilation[d]) for d in range(3)]
     phases = all(case.kernel[d] % case.stride[d] == 0 and out[d] % case.stride[d] == 0 for d in range(3))
     subpixel = (case.kernel == case.stride and case.kernel[2] == 2 and case.padding == (0, 0, 0)
                 and case.output_padding == (0, 0, 0))
