@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 4's leak bisection on the GPU machine (after installing the wheel): benchmarks/leak_baseline.py
+# per caller, without a tool and under compute-sanitizer memcheck --leak-check full, all with
+# PYTORCH_NO_CUDA_MEMORY_CACHING=1 (frees reach cudaFree). One line per run in $OUT/leak_matrix.txt.
+set -uo pipefail
+ROOT=$(pwd); OUT=${OUT:-/tmp/leak_out}; mkdir -p "$OUT"
+export PYTORCH_NO_CUDA_MEMORY_CACHING=1
+cd /tmp
+for caller in none conv portable warm_conv; do
+  echo "plain  $caller: $(python3 "$ROOT/benchmarks/leak_baseline.py" $caller 2>&1 | grep 'not returned')" >> "$OUT/leak_matrix.txt"
+done
+run_tool() {  # label, one environment assignment, caller
+  env "$2" compute-sanitizer --tool memcheck --leak-check full --print-limit 3 python3 "$ROOT/benchmarks/leak_baseline.py" \
+    "$3" > "$OUT/tool.log" 2>&1
+  echo "tool   $1: $(grep -E 'not returned|LEAK SUMMARY' "$OUT/tool.log" | tr '\n' ' ')" >> "$OUT/leak_matrix.txt"
+}
+run_tool none X=1 none
+run_tool torch X=1 torch
+run_tool portable X=1 portable
+run_tool conv X=1 conv
+run_tool "conv eager-loading" CUDA_MODULE_LOADING=EAGER conv
+rm -f "$OUT/tool.log"
+cat "$OUT/leak_matrix.txt"
