@@ -16,8 +16,6 @@ PROBLEMS = [  # (N, Cin, Cout, spatial, k, padding, stride, groups)
     (2, 24, 40, (3, 5, 7), 2, 0, 2, 4),    # sub-pixel: odd W, 2 row tiles
     (2, 32, 64, (8, 8, 8), 4, 1, 2, 8),    # phases: k4 s2 p1
     (1, 40, 136, (5, 6, 7), 4, 1, 2, 4),   # phases: 2 channel tiles, partial position tile
-    (1, 8, 16, (2, 3, 300), 3, 0, 1, 2),   # rows wider than a box: two segments
-    (2, 16, 32, (5, 3, 7), 5, 2, 1, 4),    # W halo 4, several planes per box, odd width
 ]
 
 

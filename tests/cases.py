@@ -70,7 +70,7 @@ CASES = [
     Case("strided_view", layout="strided"),
     Case("eps", eps=0.1, num_groups=16),
     # shapes aimed at the Hopper kernel's edges: an odd number of output positions (no paired
-    # stores), padding (other window corners), more than one 128-channel tile with a GroupNorm
+    # stores), padding (other im2col corners), more than one 128-channel tile with a GroupNorm
     # group straddling the two tiles, and several 256-position tiles per sample
     Case("odd_positions", size=(4, 4, 4), kernel=(2, 2, 2), bias=True, num_groups=8),
     Case("padding", padding=(1, 0, 2), num_groups=2),
@@ -88,11 +88,10 @@ CASES = [
          output_padding=(0, 2, 0), num_groups=3, bias=True),
     Case("phases_tiles", n=2, c_in=24, c_out=144, size=(6, 7, 8), kernel=(4, 4, 4), stride=(2, 2, 2),
          padding=(1, 1, 1), num_groups=3, bias=True),
-    # the Hopper tiling by boxes of whole rows: output rows wider than one box (cut into two
-    # segments); several planes per box with a 4-column W halo and an odd width (single stores);
-    # more W-taps than one activation run serves (the portable path)
+    # output rows wider than a 256-position tile; a 5-wide W kernel with per-dimension padding
+    # over few planes and an odd width (single stores); an 11-tap W kernel (far im2col corners)
     Case("wide_rows", n=1, size=(2, 3, 300), num_groups=2, bias=True),
-    Case("box_planes", size=(5, 3, 7), kernel=(3, 3, 5), padding=(0, 1, 2), num_groups=8),
+    Case("kernel_w5", size=(5, 3, 7), kernel=(3, 3, 5), padding=(0, 1, 2), num_groups=8),
     Case("many_w_taps", size=(3, 3, 4), kernel=(1, 1, 11), padding=(0, 0, 3)),
 ]
 CASE_IDS = [c.name for c in CASES]

@@ -1,11 +1,10 @@
-// The Hopper (sm_90a) forward path of the transposed conv + ReLU: TMA tiled loads of
-// channels-last activation runs (one per (d-tap, h-tap), shared by the W-taps) and of
-// prepacked weights, mbarrier rings feeding two wgmma consumer warpgroups, persistent grid.
+// The Hopper (sm_90a) forward path of the transposed conv + ReLU: TMA im2col loads
+// of channels-last activations, TMA tiled loads of prepacked weights, a 4-stage
+// mbarrier pipeline feeding two wgmma consumer warpgroups, persistent grid.
 //
 // A transposed conv whose kernel is a multiple of its stride splits into one stride-1
 // correlation per output phase (common/gemm_forms.h; stride 1 is one phase: the flipped
-// kernel). Tile: 128 output channels x a box of whole position rows (<= 256 columns, the W halo
-// computed and dropped) of one (sample, phase); the accumulator
+// kernel). Tile: 128 output channels x 256 positions of one (sample, phase); the accumulator
 // rows are channels and its columns positions, so the epilogue stores NCDHW directly (bias,
 // ReLU, and optional GroupNorm partial statistics).
 //

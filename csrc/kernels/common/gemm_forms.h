@@ -5,7 +5,7 @@
 // stride s, kernel K and padding p, the outputs o = s * m + r of one phase r in [0, s) receive
 // input i = m + (r + p) / s - j through kernel tap k = (r + p) % s + s * j, j in [0, K / s):
 // a stride-1 correlation over the input with K / s taps. All phases read windows that start
-// at m + phase_window_lower (+ 0 or 1: phase_window_offset), so one activation tensor map serves
+// at m + phase_window_lower (+ 0 or 1: phase_window_offset), so one im2col tensor map serves
 // them all; filter offset f of a phase is tap j = K / s - 1 - f. Stride 1 is one phase: the
 // plain correlation with the flipped kernel.
 //

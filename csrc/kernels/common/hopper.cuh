@@ -1,5 +1,5 @@
-// Hopper (sm_90a) device primitives: mbarriers, TMA bulk tensor loads (tiled),
-// wgmma and its shared-memory descriptors, setmaxnreg.
+// Hopper (sm_90a) device primitives: mbarriers, TMA bulk tensor loads (tiled
+// and im2col), wgmma and its shared-memory descriptors, setmaxnreg.
 // Everything here exists only in the sm_90a compilation pass (CONVT3D_HOPPER);
 // kernels built on it compile to an empty body for the other targets.
 #pragma once
@@ -63,13 +63,15 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
       : "memory");
 }
-// 5-D tiled box at coordinates (c innermost, w, h, d, n); out-of-bounds elements read as zeros.
-__device__ __forceinline__ void tma_load_5d(void* dst, const CUtensorMap* map, uint64_t* bar, int c, int w, int h,
-                                            int d, int n) {
+// 5-D im2col: the pixel column starting at tensor coordinates (c, w, h, d, n) (lower
+// corner already applied), shifted by the filter offsets (ow, oh, od).
+__device__ __forceinline__ void tma_load_im2col_5d(void* dst, const CUtensorMap* map, uint64_t* bar, int c, int w,
+                                                   int h, int d, int n, uint16_t ow, uint16_t oh, uint16_t od) {
   asm volatile(
-      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      " [%0], [%1, {%3, %4, %5, %6, %7}], [%2];\n" ::"r"(smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c), "r"(w), "r"(h), "r"(d), "r"(n)
+      "cp.async.bulk.tensor.5d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6, %7}], [%2], {%8, %9, %10};\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c), "r"(w), "r"(h), "r"(d), "r"(n), "h"(ow),
+      "h"(oh), "h"(od)
       : "memory");
 }
 
