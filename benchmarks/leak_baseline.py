@@ -8,7 +8,8 @@ PYTORCH_NO_CUDA_MEMORY_CACHING=1, with one of the callers below as the argument:
   path   torch.ops.convt3d.forward_path (the op's host code up to dispatch, no kernel launch)
 A caller prefixed with warm_ (warm_conv) first runs the op once on small inputs of its own,
 before the big buffer exists: if the records name only allocations that were live at our first
-kernel launch, the warm run reports none of the big buffer.
+kernel launch, the warm run reports none of the big buffer. A caller prefixed with sync_ waits for
+the device after the op, before the deletes (frees then never meet a kernel in flight).
 Also prints what PyTorch's caching allocator counts as allocated after the deletes (run it
 without PYTORCH_NO_CUDA_MEMORY_CACHING for that number to mean anything)."""
 import gc
@@ -34,7 +35,7 @@ CALLERS = {
 
 def main():
     torch.manual_seed(0)
-    caller = CALLERS[sys.argv[1].removeprefix("warm_")]
+    caller = CALLERS[sys.argv[1].removeprefix("warm_").removeprefix("sync_")]
     if sys.argv[1].startswith("warm_"):
         small = [torch.randn(1, 32, 2, 2, 2, device="cuda"), torch.randn(32, 48, 3, 3, 3, device="cuda"),
                  torch.randn(48, device="cuda"), torch.ones(48, device="cuda"), torch.zeros(48, device="cuda")]
@@ -48,6 +49,8 @@ def main():
     inputs = [big[:2 * 32 * 5 * 6 * 7].view(2, 32, 5, 6, 7).normal_(),
               torch.randn(32, 48, 3, 3, 3, device="cuda") * 0.05, torch.randn(48, device="cuda"), torch.rand(48, device="cuda") + 0.5, torch.randn(48, device="cuda")]
     out = caller(*inputs)
+    if sys.argv[1].startswith("sync_"):
+        torch.cuda.synchronize()
     del out, inputs, big
     gc.collect()
     torch.cuda.synchronize()
