@@ -9,15 +9,12 @@ cd /tmp
 for caller in none conv portable warm_conv; do
   echo "plain  $caller: $(python3 "$ROOT/benchmarks/leak_baseline.py" $caller 2>&1 | grep 'not returned')" >> "$OUT/leak_matrix.txt"
 done
-run_tool() {  # label, one environment assignment, caller
-  env "$2" compute-sanitizer --tool memcheck --leak-check full --print-limit 3 python3 "$ROOT/benchmarks/leak_baseline.py" \
-    "$3" > "$OUT/tool.log" 2>&1
+run_tool() {  # label, caller, environment assignments for the run (optional)
+  env "${@:3}" compute-sanitizer --tool memcheck --leak-check full --print-limit 3 python3 \
+    "$ROOT/benchmarks/leak_baseline.py" "$2" > "$OUT/tool.log" 2>&1
   echo "tool   $1: $(grep -E 'not returned|LEAK SUMMARY' "$OUT/tool.log" | tr '\n' ' ')" >> "$OUT/leak_matrix.txt"
 }
-run_tool none X=1 none
-run_tool torch X=1 torch
-run_tool portable X=1 portable
-run_tool conv X=1 conv
-run_tool "conv eager-loading" CUDA_MODULE_LOADING=EAGER conv
+for caller in none torch portable conv warm_conv sync_conv sync_portable; do run_tool $caller $caller; done
+run_tool "conv eager-loading" conv CUDA_MODULE_LOADING=EAGER
 rm -f "$OUT/tool.log"
 cat "$OUT/leak_matrix.txt"

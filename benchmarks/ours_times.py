@@ -14,11 +14,11 @@ def main():
     ap.add_argument("--modes", default="fp32")
     ap.add_argument("--label", default="")
     args = ap.parse_args()
-    problems = {p.name: p for p in [bench.HEADLINE] + bench.SWEEP}
+    problems = bench.problems_named(args.problems)
     for mode in args.modes.split(","):
-        for name in args.problems.split(","):
-            t = bench.time_ours(problems[name], mode)
-            print(f"{args.label:10s} {name:10s} {mode:5s} {t['path']:8s} fused {t['ms']:.3f} ms  "
+        for p in problems:
+            t = bench.time_ours(p, mode)
+            print(f"{args.label:10s} {p.name:10s} {mode:5s} {t['path']:8s} fused {t['ms']:.3f} ms  "
                   f"conv+relu {t['conv_relu_ms']:.3f} ms", flush=True)
 
 

@@ -125,6 +125,16 @@ def _conv3d_rewrite(model: torch.nn.Sequential, p: Problem):
     return fwd
 
 
+def problems_named(names: str) -> List[Problem]:
+    """The problems of a comma list of names (headline and the sweep), in the sweep's order."""
+    known = [HEADLINE] + SWEEP
+    wanted = names.split(",")
+    unknown = sorted(set(wanted) - {p.name for p in known})
+    if unknown:
+        raise ValueError(f"unknown problem(s) {unknown}; known: {[p.name for p in known]}")
+    return [p for p in known if p.name in wanted]
+
+
 def torch_worker(problems: List[Problem], mode: str, variant: str) -> Dict[str, Optional[float]]:
     torch.backends.cudnn.allow_tf32 = mode != "ieee"
     torch.backends.cuda.matmul.allow_tf32 = mode != "ieee"
@@ -331,13 +341,12 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         run_cpu()
         return 0
-    problems = [HEADLINE] + (SWEEP if args.sweep or args.problems else [])
+    problems = [HEADLINE] + (SWEEP if args.sweep else [])
     if args.problems:
-        names = args.problems.split(",")
-        unknown = sorted(set(names) - {p.name for p in problems})
-        if unknown:
-            ap.error(f"unknown problem(s) {unknown}; known: {[p.name for p in problems]}")
-        problems = [p for p in problems if p.name in names]
+        try:
+            problems = problems_named(args.problems)
+        except ValueError as e:
+            ap.error(str(e))
     run_gpu(problems, args.modes.split(","), args.variants.split(","), args.json)
     return 0
 
