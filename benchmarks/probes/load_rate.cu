@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "common/hopper.cuh"
 
@@ -42,10 +43,14 @@ constexpr int kWBytes = kRows * kRowBytes, kXBytes = kPos * kRowBytes, kStageByt
 constexpr int kP = kOut * kOut * kOut, kTilesPerSample = (kP + kPos - 1) / kPos, kTiles = kN * kTilesPerSample;
 constexpr int kMaxStages = 4;
 
-enum Mode { kLoads = 0, kMma = 1, kBoth = 2 };
+enum Mode { kLoads = 0, kMma = 1, kBoth = 2, kLoadsTiled = 3, kBothTiled = 4 };
+// The *Tiled modes load the same 256 x 128 B of activations per K-block with a plain 2-D tiled map over
+// the flat (positions, channels) view instead of the im2col map: same bytes, contiguous rows, so a
+// difference between the two is the cost of the im2col mode itself.
 
 __global__ void __launch_bounds__(384, 1)
-    mainloop(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap, int mode,
+    mainloop(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap,
+             const __grid_constant__ CUtensorMap flatmap, int mode, float fill_scale,
              int stages, float* sink, long long* cycles) {
 #if CONVT3D_HOPPER  // the primitives exist in the sm_90a device pass only
   extern __shared__ uint8_t smem_raw[];
@@ -59,7 +64,16 @@ __global__ void __launch_bounds__(384, 1)
     }
     hp::mbar_fence_init();
   }
+  if (mode == kMma)  // the resident stage holds values like the random operands (any finite values for zeros)
+    for (int i = threadIdx.x; i < kStageBytes / 4; i += blockDim.x) {
+      uint32_t h = uint32_t(i) * 2654435761u;
+      h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+      reinterpret_cast<float*>(ring)[i] = fill_scale * (float(h) * (2.0f / 4294967296.0f) - 1.0f);
+    }
   __syncthreads();
+  const bool tiled = mode == kLoadsTiled || mode == kBothTiled;
+  if (mode == kLoadsTiled) mode = kLoads;
+  if (mode == kBothTiled) mode = kBoth;
   const long long t0 = clock64();
   if (wg == 0) {
     if (threadIdx.x == 0 && mode != kMma) {
@@ -74,8 +88,12 @@ __global__ void __launch_bounds__(384, 1)
           uint8_t* a = ring + stage * kStageBytes;
           hp::mbar_arrive_expect_tx(&full_bar[stage], kStageBytes);
           hp::tma_load_2d(a, &wmap, &full_bar[stage], (f * kCBlocks + cb) * kCh, 0);
-          hp::tma_load_im2col_5d(a + kWBytes, &xmap, &full_bar[stage], cb * kCh, w - 2, h - 2, d - 2, n,
-                                 uint16_t(f % kK), uint16_t(f / kK % kK), uint16_t(f / (kK * kK)));
+          if (tiled)  // the tap moves the window by whole input rows, as im2col's offsets roughly do
+            hp::tma_load_2d(a + kWBytes, &flatmap, &full_bar[stage], cb * kCh,
+                            n * kIn * kIn * kIn + (pos + f * kIn) % (kIn * kIn * kIn - kPos));
+          else
+            hp::tma_load_im2col_5d(a + kWBytes, &xmap, &full_bar[stage], cb * kCh, w - 2, h - 2, d - 2, n,
+                                   uint16_t(f % kK), uint16_t(f / kK % kK), uint16_t(f / (kK * kK)));
           if (++stage == stages) stage = 0, parity ^= 1;
         }
       }
@@ -118,7 +136,18 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
-int main() {
+// Uniform values in [-1, 1) from a hash of the index (the "random" run: real operands draw more power
+// than zeros, which can lower the clock the tensor cores run at).
+__global__ void fill_random(float* v, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+    v[i] = float(h) * (2.0f / 4294967296.0f) - 1.0f;
+  }
+}
+
+int main(int argc, char** argv) {
+  const bool random = argc > 1 && std::string(argv[1]) == "random";
   int sms = 0, clock_khz = 0;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
@@ -131,6 +160,11 @@ int main() {
   CHECK(cudaMalloc(&cycles, sms * sizeof(long long)));
   CHECK(cudaMemset(x, 0, x_elems * 4));
   CHECK(cudaMemset(w, 0, w_elems * 4));
+  if (random) {
+    fill_random<<<1024, 256>>>(x, x_elems, 1u);
+    fill_random<<<1024, 256>>>(w, w_elems, 2u);
+    CHECK(cudaDeviceSynchronize());
+  }
 
   void* fn = nullptr;
   cudaDriverEntryPointQueryResult q;
@@ -138,7 +172,7 @@ int main() {
   auto encode_tiled = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeIm2col", &fn, 12000, cudaEnableDefault, &q));
   auto encode_im2col = reinterpret_cast<PFN_cuTensorMapEncodeIm2col_v12000>(fn);
-  CUtensorMap wmap, xmap;
+  CUtensorMap wmap, xmap, flatmap;
   {
     const cuuint64_t dims[2] = {cuuint64_t(kTaps * kC), cuuint64_t(kRows)};
     const cuuint64_t strides[1] = {cuuint64_t(kTaps * kC * 4)};
@@ -147,6 +181,15 @@ int main() {
                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
       return std::fprintf(stderr, "weight map\n"), 1;
+  }
+  {
+    const cuuint64_t dims[2] = {cuuint64_t(kC), cuuint64_t(kN) * kIn * kIn * kIn};
+    const cuuint64_t strides[1] = {cuuint64_t(kC) * 4};
+    const cuuint32_t box[2] = {kCh, kPos}, estr[2] = {1, 1};
+    if (encode_tiled(&flatmap, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, x, dims, strides, box, estr,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return std::fprintf(stderr, "flat map\n"), 1;
   }
   {
     const cuuint64_t dims[5] = {kC, kIn, kIn, kIn, kN};
@@ -167,18 +210,20 @@ int main() {
   CHECK(cudaEventCreate(&e1));
   const double bytes = double(kTiles) * kKBlocks * kStageBytes;
   const double flops = 2.0 * kTiles * kKBlocks * kRows * kPos * kCh;
-  const char* names[3] = {"loads", "mma", "both"};
+  const char* names[5] = {"loads", "mma", "both", "loadsT", "bothT"};
   std::printf("%d SMs, %d MHz nominal; %d tiles x %d K-blocks of %d KB; loads %.2f GB, MMA %.0f GFLOP\n", sms,
               clock_khz / 1000, kTiles, kKBlocks, kStageBytes / 1024, bytes / 1e9, flops / 1e9);
-  std::printf("mode   stages   ms      TB/s   B/clk/SM  TFLOP/s  (cycles: mean over CTAs)\n");
-  for (int mode = 0; mode < 3; ++mode) {
+  std::printf("operands: %s\n", random ? "random in [-1, 1)" : "zeros");
+  std::printf("mode   stages   ms      TB/s   B/clk/SM  TFLOP/s  (cycles: mean over CTAs)  GHz\n");
+  for (int mode = 0; mode < 5; ++mode) {
     // both: a stage is released one K-block late (as in v4), so one stage would deadlock
-    for (int stages = mode == kMma ? 4 : mode == kBoth ? 2 : 1; stages <= kMaxStages; ++stages) {
+    const bool both = mode == kBoth || mode == kBothTiled;
+    for (int stages = mode == kMma ? 4 : both ? 2 : 1; stages <= kMaxStages; ++stages) {
       for (int rep = 0; rep < 2; ++rep)  // the first launch warms up
-        mainloop<<<sms, 384, smem>>>(wmap, xmap, mode, stages, sink, cycles);
+        mainloop<<<sms, 384, smem>>>(wmap, xmap, flatmap, mode, random ? 1.f : 0.f, stages, sink, cycles);
       CHECK(cudaEventRecord(e0));
-      const int reps = 5;
-      for (int rep = 0; rep < reps; ++rep) mainloop<<<sms, 384, smem>>>(wmap, xmap, mode, stages, sink, cycles);
+      const int reps = argc > 2 ? std::atoi(argv[2]) : 5;  // many: the clock settles under sustained load
+      for (int rep = 0; rep < reps; ++rep) mainloop<<<sms, 384, smem>>>(wmap, xmap, flatmap, mode, random ? 1.f : 0.f, stages, sink, cycles);
       CHECK(cudaEventRecord(e1));
       CHECK(cudaEventSynchronize(e1));
       CHECK(cudaGetLastError());
@@ -190,8 +235,10 @@ int main() {
       double mean_cycles = 0;
       for (int i = 0; i < sms; ++i) mean_cycles += double(host_cycles[i]) / sms;
       const double moved = mode == kMma ? 0.0 : bytes;
-      std::printf("%-6s %d      %7.3f  %5.2f  %7.1f   %6.0f   (%.0f)\n", names[mode], stages, ms, moved / ms / 1e9,
-                  moved / sms / mean_cycles, mode == kLoads ? 0.0 : flops / ms / 1e9, mean_cycles);
+      const bool loads_only = mode == kLoads || mode == kLoadsTiled;
+      std::printf("%-6s %d      %7.3f  %5.2f  %7.1f   %6.0f   (%.0f)  %.2f\n", names[mode], stages, ms,
+                  moved / ms / 1e9, moved / sms / mean_cycles, loads_only ? 0.0 : flops / ms / 1e9, mean_cycles,
+                  mean_cycles / ms / 1e6);
     }
   }
   return 0;
