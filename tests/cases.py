@@ -81,6 +81,13 @@ CASES = [
     Case("subpixel_tiles", n=2, c_in=40, c_out=24, size=(6, 8, 10), kernel=(2, 2, 2), stride=(2, 2, 2),
          num_groups=3, bias=True),
     Case("subpixel_k132", c_out=12, size=(3, 4, 6), kernel=(1, 3, 2), stride=(1, 3, 2), num_groups=4),
+    # the W sub-pixel form beyond kernel == stride: odd W padding (a union window of three W taps,
+    # zero weights where a W-phase has no tap) with D phases and an odd column count along W (paired
+    # stores); even padding with two 128-row channel tiles and a group straddling them
+    Case("subpixel_k4s2p1", n=2, c_in=24, c_out=40, size=(5, 6, 7), kernel=(4, 2, 4), stride=(2, 1, 2),
+         padding=(1, 0, 1), num_groups=5, bias=True),
+    Case("subpixel_two_tiles", c_in=16, c_out=72, size=(3, 4, 5), kernel=(2, 2, 4), stride=(2, 2, 2),
+         padding=(0, 0, 2), num_groups=6, bias=True),
     # the Hopper phase form (kernel a multiple of the stride): mixed strides with padding and
     # output padding (a phase whose window starts one further); two channel tiles, two position
     # tiles per phase, groups straddling the channel tiles

@@ -108,15 +108,13 @@ HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability(0) == (9
 def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
     """Proves which path the forward tests above ran: the Hopper kernel for ungrouped problems with
     dilation 1 whose kernel is a multiple of the stride and whose output is too, per dimension
-    (the phase form; stride 1 is one phase), or kernel == stride with kW == 2 and no padding (the
-    sub-pixel form), in every precision mode; the portable kernel otherwise."""
+    (the phase form, stride 1 being one phase, or the W sub-pixel form for stride 2 along W), in
+    every precision mode; the portable kernel otherwise."""
     x, w, _, _, _ = case.make(dtype, "cuda", seed=0)
     with allow_tf32(tf32):
         path = convt3d_ops.forward_path(x, w, **case.conv_kwargs())
     out = [conv_transpose_output_size(case.size[d], case.kernel[d], case.stride[d], case.padding[d],
                                       case.output_padding[d], case.dilation[d]) for d in range(3)]
     phases = all(case.kernel[d] % case.stride[d] == 0 and out[d] % case.stride[d] == 0 for d in range(3))
-    subpixel = (case.kernel == case.stride and case.kernel[2] == 2 and case.padding == (0, 0, 0)
-                and case.output_padding == (0, 0, 0))
-    expect_hopper = case.groups == 1 and case.dilation == (1, 1, 1) and (phases or subpixel)
+    expect_hopper = case.groups == 1 and case.dilation == (1, 1, 1) and phases
     assert path == ("hopper" if expect_hopper else "portable")

@@ -8,7 +8,8 @@
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
 // Two GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
 // output channels, columns = the output positions of one phase, stride 1 being one phase) and
-// sub-pixel (kernel == stride, kW == 2; rows = (channel, tap), columns = input positions).
+// W sub-pixel (stride 2 along W: phases over (d, h); rows = (channel, W-phase), columns = the
+// phase's positions with W counted in input steps).
 // 3xTF32 (fp32 with TF32 off): both operands are packed as [big | small] TF32 pairs of
 // K-blocks, and every real K-block becomes three passes (stages), big x big, small x big and
 // big x small, of TF32 wgmma (the small x small term is dropped); see accumulate_3xtf32.
@@ -46,16 +47,13 @@ struct HopperParams {
   int rows_per_phase;       // weight rows of one phase (co_tiles * kTileCo)
   int lower[3];             // im2col lower corner (d, h, w)
   int k[3];                 // filter offsets per dimension
-  int conv_stride[3], conv_pad[3];  // phase form: the conv's stride and padding (1, 0 otherwise)
+  int conv_stride[3], conv_pad[3];  // the phases' strides and paddings (W sub-pixel form: W gets 1, 0)
   int c_blocks;             // real K-blocks (of channels) per tap
   int parts;                // packed K-blocks per real one: 1, or 2 (big, small) for 3xTF32
   int passes;               // wgmma passes per real K-block: 1, or 3 for 3xTF32
   int kblocks;              // taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
   int out_P, out_H, out_W;  // the real output's sizes
-  // sub-pixel form: the GEMM runs over input positions, the rows over (channel, kernel tap)
-  int sub_k[2];             // kD, kH
-  int taps_dh;              // kD * kH
 };
 
 #if CONVT3D_HOPPER
@@ -177,7 +175,7 @@ __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks
 template <bool kSubpixel>
 __device__ __forceinline__ int tile_row_channel(int ct, int r, const HopperParams& p) {
   const int R = ct * kTileCo + r;
-  const int co = kSubpixel ? subpixel_unit(R) / p.taps_dh : R;
+  const int co = kSubpixel ? subpixel_unit(R) : R;
   return co < p.Cout ? co : -1;
 }
 
@@ -267,36 +265,37 @@ __device__ __forceinline__ void store_phase_tile(const float (&acc)[128], const 
   }
 }
 
-// Kernel == stride (kW == 2): the column is an input position (d, h, w), the row pair
-// (h = 0, 1) the two W-taps of one (channel, d-tap, h-tap), so a thread's values for input
-// positions w, w+1 are the four consecutive outputs 2w .. 2w+3 of one output row.
+// W sub-pixel form: column (d, h, m) of the (d, h) phase grid is input-aligned along W, the
+// row pair (h = 0, 1) the two W-phases of one channel, so a thread's values for columns m, m + 1
+// are the four consecutive outputs 2m .. 2m + 3 of one output row.
 template <typename T>
 __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], const HopperParams& p,
                                                     const TileCoords& tc, int row0, int pos0, float (&sum)[2],
                                                     float (&sumsq)[2]) {
   const int co = tile_row_channel<true>(tc.ct, row0, p);
   if (co < 0) return;
-  const int q = subpixel_unit(tc.ct * kTileCo + row0);
-  const int tdh = q - co * p.taps_dh, td = tdh / p.sub_k[1], th = tdh - td * p.sub_k[1];
+  int r[3];
+  phase_residues(tc.phase, p.conv_stride, r);
   const float b = p.bias != nullptr ? to_float(static_cast<const T*>(p.bias)[co]) : 0.f;
-  T* out = static_cast<T*>(p.out) + (int64_t(tc.n) * p.Cout + co) * p.out_P + (td * p.out_H + th) * p.out_W;
-  // p.Ho, p.Wo: the input's H, W (the GEMM's positions are input positions)
-  auto offset = [&](int d, int h, int w) { return (p.sub_k[0] * d * p.out_H + p.sub_k[1] * h) * p.out_W + 2 * w; };
+  T* out = static_cast<T*>(p.out) + (int64_t(tc.n) * p.Cout + co) * p.out_P + (r[0] * p.out_H + r[1]) * p.out_W;
+  auto offset = [&](const GridPos& g) {
+    return (p.conv_stride[0] * g.d * p.out_H + p.conv_stride[1] * g.h) * p.out_W + 2 * g.w;
+  };
   GridPos at(pos0, p.Ho, p.Wo);
-  const bool quads = (p.Wo & 1) == 0;  // then w is even, w + 1 in the same row, and 2w 16-byte aligned
+  const bool quads = (p.Wo & 1) == 0;  // then m is even, m + 1 in the same row, and 2m 16-byte aligned
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
     const int pos = pos0 + 8 * j;
-    const float a0 = relu(acc[4 * j] + b), a1 = relu(acc[4 * j + 1] + b);          // W-tap 0 at w, w + 1
-    const float c0 = relu(acc[4 * j + 2] + b), c1 = relu(acc[4 * j + 3] + b);      // W-tap 1
+    const float a0 = relu(acc[4 * j] + b), a1 = relu(acc[4 * j + 1] + b);          // W-phase 0 at m, m + 1
+    const float c0 = relu(acc[4 * j + 2] + b), c1 = relu(acc[4 * j + 3] + b);      // W-phase 1
     if (quads) {
-      if (pos < p.P) store4(out + offset(at.d, at.h, at.w), a0, c0, a1, c1);
+      if (pos < p.P) store4(out + offset(at), a0, c0, a1, c1);
     } else {
-      if (pos < p.P) store2(out + offset(at.d, at.h, at.w), a0, c0);
+      if (pos < p.P) store2(out + offset(at), a0, c0);
       if (pos + 1 < p.P) {
         GridPos next = at;
         next.advance(1, p.Ho, p.Wo);
-        store2(out + offset(next.d, next.h, next.w), a1, c1);
+        store2(out + offset(next), a1, c1);
       }
     }
     sum[0] += a0 + a1;
@@ -426,9 +425,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int g = (threadIdx.x - 128) / 32; g < p.G; g += 8) {
           WelfordPartial m{0.f, 0.f, 0.f};
           if constexpr (kSubpixel) {
-            // the group's units q = (channel, d-tap, h-tap) are contiguous; this tile holds q in
-            // [64 ct, 64 ct + 64), each as two rows (W-taps) 8 apart
-            const int lo = max(g * p.cpg * p.taps_dh, tc.ct * 64), hi = min((g + 1) * p.cpg * p.taps_dh, tc.ct * 64 + 64);
+            // this tile holds the channels q in [64 ct, 64 ct + 64), each as two rows (W-phases) 8 apart
+            const int lo = max(g * p.cpg, tc.ct * 64), hi = min((g + 1) * p.cpg, tc.ct * 64 + 64);
             for (int q = lo + lane; q < hi; q += 32) {
               const int local = q - tc.ct * 64;
               m = welford_merge(welford_merge(m, row_stats[subpixel_row(local, 0)]), row_stats[subpixel_row(local, 1)]);
@@ -486,19 +484,11 @@ CUtensorMapDataType tma_dtype(MathMode mode) {
 
 int elem_bytes(MathMode mode) { return (mode == MathMode::kF16 || mode == MathMode::kBf16) ? 2 : 4; }
 
-// Kernel == stride with kW == 2 and no padding (the 3D U-Net decoder's k = s = 2): every
-// output position gets exactly one tap, so the conv is one GEMM over input positions.
-bool is_subpixel(const ConvTransposeGeometry& g) {
-  for (int d = 0; d < 3; ++d)
-    if (g.stride[d] != g.k[d] || g.pad[d] != 0 || g.out_pad[d] != 0 || g.dil[d] != 1) return false;
-  return g.k[2] == 2;
-}
-
 // The GEMM the kernel runs (common/gemm_forms.h), and its operand layout.
 struct GemmShape {
-  bool subpixel;
-  bool valid;            // the phase form needs kernel % stride == 0 and output % stride == 0
-  int64_t phases;        // GEMMs of the phase form (1 for stride 1 and for sub-pixel)
+  bool subpixel;         // the W sub-pixel form (else the phase form)
+  bool valid;            // both forms need kernel % stride == 0 and output % stride == 0
+  int64_t phases;        // GEMMs: the phases (1 for stride 1; the sub-pixel form's over (d, h) only)
   int64_t offsets[3];    // filter offsets walked per dimension
   int64_t positions[3];  // GEMM columns per (sample, phase): a grid of these extents
   int lower[3], upper[3];  // im2col bounding-box corners (d, h, w)
@@ -510,33 +500,37 @@ struct GemmShape {
   int64_t P() const { return positions[0] * positions[1] * positions[2]; }
 };
 
+// Stride 2 along W runs in the W sub-pixel form unless that multiplies more (tensor work per
+// (d, h) phase: W taps x padded rows): odd padding adds a W tap, which the phase form's half-empty
+// tiles for Cout <= 64 more than pay for, and kernel == stride costs the same either way.
+bool prefer_w_subpixel(const ConvTransposeGeometry& g) {
+  if (g.stride[2] != 2 || g.k[2] % 2 != 0) return false;
+  const int64_t subpixel_work =
+      subpixel_w_taps(static_cast<int>(g.k[2]), static_cast<int>(g.pad[2])) * round_up(16 * ceil_div(g.Cout, 8), kTileCo);
+  const int64_t phase_work = 2 * (g.k[2] / 2) * round_up(g.Cout, kTileCo);
+  return subpixel_work <= phase_work;
+}
+
 GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
   GemmShape s{};
-  s.subpixel = is_subpixel(g);
+  s.subpixel = prefer_w_subpixel(g);
   s.valid = true;
   s.phases = 1;
   s.ch = kRowBytes / elem_bytes(mode);
   s.Cp = round_up(g.Cin, s.ch);
   s.Cs = s.Cp * (mode == MathMode::kFp32 ? 2 : 1);
-  if (s.subpixel) {  // a 1x1x1 conv over the input positions
-    for (int d = 0; d < 3; ++d) {
-      s.offsets[d] = 1;
-      s.positions[d] = g.in[d];
-    }
-    s.rows = round_up(16 * ceil_div(g.Cout * g.k[0] * g.k[1], 8), kTileCo);
-    return s;
-  }
   for (int d = 0; d < 3; ++d) {
     const int64_t st = g.stride[d];
     if (g.k[d] % st != 0 || g.out[d] % st != 0 || g.dil[d] != 1) s.valid = false;
-    s.phases *= st;
-    s.offsets[d] = g.k[d] / st;
+    const bool w_columns = s.subpixel && d == 2;  // W: input-aligned columns, no W phases
+    if (!w_columns) s.phases *= st;
+    s.offsets[d] = w_columns ? subpixel_w_taps(static_cast<int>(g.k[d]), static_cast<int>(g.pad[d])) : g.k[d] / st;
     s.positions[d] = g.out[d] / st;
     s.lower[d] = phase_window_lower(static_cast<int>(st), static_cast<int>(g.k[d]), static_cast<int>(g.pad[d]));
     // the box spans one phase's positions: in + upper - lower = positions
     s.upper[d] = static_cast<int>(s.positions[d] - g.in[d] + s.lower[d]);
   }
-  s.rows = round_up(g.Cout, kTileCo);
+  s.rows = s.subpixel ? round_up(16 * ceil_div(g.Cout, 8), kTileCo) : round_up(g.Cout, kTileCo);
   return s;
 }
 
@@ -550,7 +544,8 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
   for (int d = 0; d < 3; ++d) {
     // TMA im2col limits for rank 5: box corners in [-16, 15], filter offsets (plus a phase's
     // window offset of up to 1) below 32
-    const int64_t reach = s.offsets[d] - 1 + (g.stride[d] > 1 ? 1 : 0);
+    const bool phased = g.stride[d] > 1 && !(s.subpixel && d == 2);
+    const int64_t reach = s.offsets[d] - 1 + (phased ? 1 : 0);
     if (s.lower[d] < -16 || s.lower[d] > 15 || s.upper[d] < -16 || s.upper[d] > 15 || reach > 31) return false;
   }
   // 32-bit tile and coordinate arithmetic, int32 tensor-map coordinates
@@ -575,11 +570,8 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   Tensor wp = torch::stable::new_empty(x, {w_rows * T * Cs});
   const int split_block = split ? static_cast<int>(ch) : 0;
   pack_activation(x, xp.mutable_data_ptr(), 1, shape.Cp, round, stream, split_block);
-  if (shape.subpixel)
-    pack_weight_subpixel(weight, wp.mutable_data_ptr(), shape.Cp, shape.rows, round, stream, split_block);
-  else
-    pack_weight_phases(weight, wp.mutable_data_ptr(), shape.Cp, shape.rows, g.stride, g.pad, round, stream,
-                       split_block);
+  pack_weight_phases(weight, wp.mutable_data_ptr(), shape.Cp, shape.rows, g.stride, g.pad, shape.subpixel, round,
+                     stream, split_block);
 
   const auto& drv = driver();
   CUtensorMap wmap, xmap;
@@ -627,8 +619,9 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   for (int d = 0; d < 3; ++d) {
     p.lower[d] = shape.lower[d];
     p.k[d] = static_cast<int>(shape.offsets[d]);
-    p.conv_stride[d] = shape.subpixel ? 1 : static_cast<int>(g.stride[d]);
-    p.conv_pad[d] = shape.subpixel ? 0 : static_cast<int>(g.pad[d]);
+    const bool w_columns = shape.subpixel && d == 2;
+    p.conv_stride[d] = w_columns ? 1 : static_cast<int>(g.stride[d]);
+    p.conv_pad[d] = w_columns ? 0 : static_cast<int>(g.pad[d]);
   }
   p.c_blocks = static_cast<int>(shape.Cp / ch);
   p.parts = split ? 2 : 1;
@@ -639,9 +632,6 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   p.out_P = static_cast<int>(g.out_positions());
   p.out_H = static_cast<int>(g.out[1]);
   p.out_W = static_cast<int>(g.out[2]);
-  p.sub_k[0] = static_cast<int>(g.k[0]);
-  p.sub_k[1] = static_cast<int>(g.k[1]);
-  p.taps_dh = p.sub_k[0] * p.sub_k[1];
 
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {

@@ -48,56 +48,71 @@ struct ActivationShape {
   int collapsible;    // spatial dims form one stride (NCDHW, NDHWC): position p is at p * stride[4]
 };
 
-// A 32-position x 32-slot tile transposed through shared memory; a slot is
-// (group, padded channel). Reads are coalesced along whichever source dimension
-// is contiguous, writes along the slots.
+// A tile of 32 slots x 128 positions transposed through shared memory; a slot is
+// (group, padded channel). Reads are coalesced along whichever source dimension is
+// contiguous, writes along the slots. Each thread first issues all 16 of its loads, so a
+// block keeps 16 KB (fp32) in flight: with 4 loads per thread (a 32 x 32 tile) the pack ran
+// at a third of the HBM bandwidth (benchmarks/NOTES.md, v6).
+constexpr int kPackSlots = 32, kPackPositions = 128, kPackPerThread = kPackSlots * kPackPositions / 256;
+
 template <typename T>
 __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restrict__ src, T* __restrict__ dst,
                                                               ActivationShape s, int round_tf32) {
-  __shared__ T tile[32][33];
+  __shared__ T tile[kPackSlots][kPackPositions + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t s0 = int64_t(blockIdx.x) * 32;
-  const int slot0 = blockIdx.y * 32;
+  const int64_t s0 = int64_t(blockIdx.x) * kPackPositions;
+  const int slot0 = blockIdx.y * kPackSlots;
   const int slots = s.G * s.slots_per_group;
   const bool channel_contiguous = s.stride[1] == 1;
   const int64_t HW = int64_t(s.H) * s.W;
   const int64_t n = blockIdx.z;
   const T* src_n = src + n * s.stride[0];
+  // element e of this thread: slot q_local(e), position p_local(e); a thread meets at most 4 slots
+  auto q_of = [&](int e) { return channel_contiguous ? tx : ty + 8 * (e & 3); };
+  auto p_of = [&](int e) { return channel_contiguous ? ty + 8 * e : tx + 32 * (e >> 2); };
+  int64_t channel_offset[4];  // the slot's source channel offset, or -1 for a padding slot
+  int part[4];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int p_local = channel_contiguous ? ty + 8 * j : tx;
-    const int q_local = channel_contiguous ? tx : ty + 8 * j;  // slot
-    const int64_t pos = s0 + p_local;
-    const int slot = slot0 + q_local;
-    T v = from_float<T>(0.f);
-    if (pos < s.S && slot < slots) {
+  for (int k = 0; k < 4; ++k) {
+    const int slot = slot0 + q_of(k);
+    channel_offset[k] = -1;
+    part[k] = -1;
+    if (slot < slots) {
       const int g = slot / s.slots_per_group;
-      int part;
-      const int c = static_cast<int>(split_channel(slot - g * s.slots_per_group, s.split_block, part));
-      if (c < s.Cg) {
-        int64_t offset;
-        if (s.collapsible) {
-          offset = pos * s.stride[4];
-        } else {  // a general strided view: decode the position
-          const int64_t d = pos / HW, rem = pos - d * HW;
-          const int64_t h = rem / s.W, w = rem - h * s.W;
-          offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
-        }
-        v = operand_value(src_n[int64_t(g * s.Cg + c) * s.stride[1] + offset], round_tf32, part);
-      }
+      const int c = static_cast<int>(split_channel(slot - g * s.slots_per_group, s.split_block, part[k]));
+      if (c < s.Cg) channel_offset[k] = int64_t(g * s.Cg + c) * s.stride[1];
     }
-    tile[q_local][p_local] = v;
   }
+  T v[kPackPerThread];
+#pragma unroll
+  for (int e = 0; e < kPackPerThread; ++e) {
+    const int64_t pos = s0 + p_of(e);
+    const int k = e & 3;
+    v[e] = from_float<T>(0.f);
+    if (pos < s.S && channel_offset[k] >= 0) {
+      int64_t offset;
+      if (s.collapsible) {
+        offset = pos * s.stride[4];
+      } else {  // a general strided view: decode the position
+        const int64_t d = pos / HW, rem = pos - d * HW;
+        const int64_t h = rem / s.W, w = rem - h * s.W;
+        offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
+      }
+      v[e] = src_n[channel_offset[k] + offset];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < kPackPerThread; ++e) tile[q_of(e)][p_of(e)] = operand_value(v[e], round_tf32, part[e & 3]);
   __syncthreads();
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t pos = s0 + ty + 8 * j;
+  for (int e = 0; e < kPackPerThread; ++e) {
+    const int64_t pos = s0 + ty + 8 * e;
     const int slot = slot0 + tx;
-    if (pos < s.S && slot < slots) dst[(n * s.S + pos) * slots + slot] = tile[tx][ty + 8 * j];
+    if (pos < s.S && slot < slots) dst[(n * s.S + pos) * slots + slot] = tile[tx][ty + 8 * e];
   }
 }
 
-// How packed (row, tap) maps onto the kernel: plainly, by the phase form, or by the sub-pixel
+// How packed (row, tap) maps onto the kernel: plainly, by the phase form, or by the W sub-pixel
 // form of the Hopper kernel (common/gemm_forms.h).
 enum class WeightForm { kPlain, kPhases, kSubpixel };
 
@@ -109,7 +124,8 @@ struct WeightShape {
   int k[3];       // kD, kH, kW
   int rows_are_out;
   WeightForm form;
-  // phase form: rows = phases x rows_per_phase, taps = the phase's K / s per dimension
+  // phase and W sub-pixel forms (common/gemm_forms.h): rows = phases x rows_per_phase, taps =
+  // sub_k per dimension (K / s; along W in the sub-pixel form the union window)
   int64_t rows_per_phase;
   int conv_stride[3], conv_pad[3], sub_k[3];
 };
@@ -125,20 +141,21 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
     rest /= s.taps;
     int64_t row = rest % s.rows;
     const int64_t g = rest / s.rows;
-    int kt[3];  // the kernel tap (d, h, w)
-    if (s.form == WeightForm::kSubpixel) {  // taps == 1: the row holds (output channel, kernel tap)
-      const int q = subpixel_unit(static_cast<int>(row)), dh = s.k[0] * s.k[1];
-      kt[0] = (q % dh) / s.k[1];
-      kt[1] = q % s.k[1];
-      kt[2] = subpixel_w_tap(static_cast<int>(row));
-      row = q / dh;
-    } else if (s.form == WeightForm::kPhases) {
-      int r[3];
-      phase_residues(static_cast<int>(row / s.rows_per_phase), s.conv_stride, r);
-      row %= s.rows_per_phase;
+    int kt[3];  // the kernel tap (d, h, w); kt[2] < 0: no tap (a zero weight)
+    if (s.form != WeightForm::kPlain) {
+      // rows_per_phase rows per phase, taps (f_d, f_h, f_w) of sub_k per dimension
       const int f[3] = {static_cast<int>(tap / (s.sub_k[1] * s.sub_k[2])),
                         static_cast<int>(tap / s.sub_k[2] % s.sub_k[1]), static_cast<int>(tap % s.sub_k[2])};
+      const bool w_subpixel = s.form == WeightForm::kSubpixel;
+      const int phase_stride[3] = {s.conv_stride[0], s.conv_stride[1], w_subpixel ? 1 : s.conv_stride[2]};
+      int r[3];
+      phase_residues(static_cast<int>(row / s.rows_per_phase), phase_stride, r);
+      row %= s.rows_per_phase;
       for (int d = 0; d < 3; ++d) kt[d] = phase_kernel_tap(r[d], s.conv_stride[d], s.k[d], s.conv_pad[d], f[d]);
+      if (w_subpixel) {  // the row holds (output channel, W-phase)
+        kt[2] = subpixel_kernel_tap(subpixel_w_phase(static_cast<int>(row)), s.k[2], s.conv_pad[2], f[2]);
+        row = subpixel_unit(static_cast<int>(row));
+      }
     } else {
       kt[0] = static_cast<int>(tap / (s.k[1] * s.k[2]));
       kt[1] = static_cast<int>(tap / s.k[2] % s.k[1]);
@@ -147,7 +164,7 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
     const int64_t ci = s.rows_are_out ? c : row;  // input channel within the group
     const int64_t co = s.rows_are_out ? row : c;  // output channel within the group
     T v = from_float<T>(0.f);
-    if (ci < s.Cin_g && co < s.Cout_g)
+    if (ci < s.Cin_g && co < s.Cout_g && kt[2] >= 0)
       v = operand_value(src[(g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kt[0] * s.stride[2] +
                             kt[1] * s.stride[3] + kt[2] * s.stride[4]],
                         round_tf32, part);
@@ -172,7 +189,8 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
   const int64_t N = src.size(0);
   if (N == 0 || s.S == 0) return;
   STD_TORCH_CHECK(N <= 65535, "convt3d: batch sizes above 65535 are not supported");
-  dim3 grid(static_cast<unsigned>(ceil_div(s.S, 32)), static_cast<unsigned>(ceil_div(groups * s.slots_per_group, 32)),
+  dim3 grid(static_cast<unsigned>(ceil_div(s.S, kPackPositions)),
+            static_cast<unsigned>(ceil_div(groups * s.slots_per_group, kPackSlots)),
             static_cast<unsigned>(N));
   dispatch_float_type(src.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
@@ -220,10 +238,10 @@ void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightR
 }
 
 void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
-                        IntList padding, bool round_tf32, cudaStream_t stream, int split_block) {
+                        IntList padding, bool w_subpixel, bool round_tf32, cudaStream_t stream, int split_block) {
   WeightShape s = weight_shape(w, 1, Cp, split_block);
   s.rows_are_out = 1;
-  s.form = WeightForm::kPhases;
+  s.form = w_subpixel ? WeightForm::kSubpixel : WeightForm::kPhases;
   s.rows_per_phase = rows_per_phase;
   int64_t phases = 1;
   s.taps = 1;
@@ -232,21 +250,14 @@ void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per
     s.conv_stride[d] = static_cast<int>(stride[d]);
     s.conv_pad[d] = static_cast<int>(padding[d]);
     s.sub_k[d] = static_cast<int>(s.k[d] / stride[d]);
-    s.taps *= s.sub_k[d];
-    phases *= stride[d];
+    if (d < 2 || !w_subpixel) phases *= stride[d];
   }
+  if (w_subpixel) {
+    STD_TORCH_CHECK(stride[2] == 2, "convt3d: the W sub-pixel weight layout needs stride 2 along W");
+    s.sub_k[2] = subpixel_w_taps(s.k[2], s.conv_pad[2]);
+  }
+  s.taps = int64_t(s.sub_k[0]) * s.sub_k[1] * s.sub_k[2];
   s.rows = phases * rows_per_phase;
-  launch_pack_weight(w, dst, s, round_tf32, stream);
-}
-
-void pack_weight_subpixel(const Tensor& w, void* dst, int64_t Cp, int64_t rows_padded, bool round_tf32,
-                          cudaStream_t stream, int split_block) {
-  WeightShape s = weight_shape(w, 1, Cp, split_block);
-  STD_TORCH_CHECK(s.k[2] == 2, "convt3d: the sub-pixel weight layout needs kW == 2");
-  s.rows_are_out = 1;
-  s.form = WeightForm::kSubpixel;
-  s.rows = rows_padded;
-  s.taps = 1;  // the kernel taps live in the rows
   launch_pack_weight(w, dst, s, round_tf32, stream);
 }
 

@@ -25,14 +25,12 @@ enum class WeightRows {
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
                  cudaStream_t stream);
 
-// The Hopper kernel's weight operands (groups 1, rows = output channels; common/gemm_forms.h):
-// Phase form: [phase][rows_per_phase][phase taps][Cp], the rows past Cout zero; phase taps
-// (K / s per dimension) in filter-offset order. Stride 1 gives the flipped kernel.
+// The Hopper kernel's weight operands (groups 1; common/gemm_forms.h): [phase][rows_per_phase]
+// [taps][Cp], rows past the output channels zero. Phase form: a row is an output channel, the taps
+// are K / s per dimension in filter-offset order (stride 1: the flipped kernel). W sub-pixel form
+// (w_subpixel; stride 2 along W): phases over (d, h) only, a row is (output channel, W-phase)
+// (subpixel_row), the W taps are the union window, zero where the row's W-phase has no tap.
 void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
-                        IntList padding, bool round_tf32, cudaStream_t stream, int split_block = 0);
-// Sub-pixel form (kernel == stride, kW == 2): [rows_padded][Cp], K = input channels, no taps;
-// rows that map to no channel are zero.
-void pack_weight_subpixel(const Tensor& w, void* dst, int64_t Cp, int64_t rows_padded, bool round_tf32,
-                          cudaStream_t stream, int split_block = 0);
+                        IntList padding, bool w_subpixel, bool round_tf32, cudaStream_t stream, int split_block = 0);
 
 }  // namespace convt3d

@@ -9,9 +9,15 @@
 // them all; filter offset f of a phase is tap j = K / s - 1 - f. Stride 1 is one phase: the
 // plain correlation with the flipped kernel.
 //
-// Sub-pixel form (kernel == stride, kW == 2, no padding): one GEMM over input positions whose
-// rows are units q = (co * kD + d_tap) * kH + h_tap, each as two rows (W-taps) eight apart, so
-// one accumulator thread holds the four consecutive outputs of an input pair.
+// W sub-pixel form (stride 2 along W with an even kW, the other dimensions as in the phase
+// form): phases run over (d, h) only; along W a GEMM column is an input-aligned position m whose
+// two outputs 2m + r_w (r_w = 0, 1) are two rows eight apart, so one accumulator thread holds the
+// four consecutive outputs 2m .. 2m + 3 of a column pair. Row units are the output channels. The
+// W taps are the union of both W-phases' windows, u in [0, K / 2 + p % 2) from m +
+// phase_window_lower; a (W-phase, u) pair outside that phase's own window has a zero weight
+// (so odd padding costs K / 2 + 1 taps instead of K / 2, which pays off for Cout <= 64, whose
+// phase-form tile is half padding rows). kernel == stride with kW == 2 (the U-Net decoder's k2 s2)
+// is the case of one tap per dimension.
 #pragma once
 
 #if defined(__CUDACC__)
@@ -36,9 +42,15 @@ CONVT3D_HOST_DEVICE void phase_residues(int phase, const int (&s)[3], int (&r)[3
   r[0] = phase / (s[2] * s[1]);
 }
 
-// ---- sub-pixel form ----
-CONVT3D_HOST_DEVICE int subpixel_row(int q, int w_tap) { return 16 * (q >> 3) + 8 * w_tap + (q & 7); }
+// ---- W sub-pixel form ----
+CONVT3D_HOST_DEVICE int subpixel_row(int q, int w_phase) { return 16 * (q >> 3) + 8 * w_phase + (q & 7); }
 CONVT3D_HOST_DEVICE int subpixel_unit(int row) { return (row >> 4) * 8 + (row & 7); }
-CONVT3D_HOST_DEVICE int subpixel_w_tap(int row) { return (row >> 3) & 1; }
+CONVT3D_HOST_DEVICE int subpixel_w_phase(int row) { return (row >> 3) & 1; }
+// W taps of the union window, and the kernel tap of (W-phase, u), or -1 where that phase has none.
+CONVT3D_HOST_DEVICE int subpixel_w_taps(int K, int p) { return K / 2 + p % 2; }
+CONVT3D_HOST_DEVICE int subpixel_kernel_tap(int w_phase, int K, int p, int u) {
+  const int f = u - phase_window_offset(w_phase, 2, p);
+  return f >= 0 && f < K / 2 ? phase_kernel_tap(w_phase, 2, K, p, f) : -1;
+}
 
 }  // namespace convt3d
