@@ -2,6 +2,11 @@
 torch.profiler. For benchmarks/NOTES.md: which kernel the time goes to.
 
     cd /tmp && python3 /path/to/benchmarks/profile_headline.py [--mode fp32|ieee|bf16]
+    cd /tmp && python3 /path/to/benchmarks/profile_headline.py --problems spatial8,ch32
+
+With --problems (bench problem names): the fused forward of each, its kernels' GPU time per call
+next to the time per call with CUDA events (as the benchmark takes it), whose difference is the
+time the GPU waits for the host between kernels.
 """
 import argparse
 
@@ -11,10 +16,40 @@ from torch.profiler import ProfilerActivity, profile
 import convt3d_ops
 
 
+def profile_problems(names, mode):
+    from convt3d_ops import bench
+    for p in bench.problems_named(names):
+        torch.backends.cudnn.allow_tf32 = mode != "ieee"
+        model = bench.make_model(p, mode)
+        conv, gn = model[0], model[2]
+        inputs = bench.make_inputs(p, mode)
+
+        def fwd(x):
+            return convt3d_ops.fused_forward(x, conv.weight, None, gn.weight, gn.bias, num_groups=gn.num_groups,
+                                             eps=gn.eps, stride=p.stride, padding=p.padding)
+
+        calls = 10
+        with torch.no_grad():
+            event_ms = bench.time_cuda(fwd, inputs)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for i in range(calls):
+                    fwd(inputs[i % len(inputs)])
+                torch.cuda.synchronize()
+        kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+        gpu_ms = sum(e.self_device_time_total for e in kernels) / calls / 1e3
+        print(f"==== {p.name} {mode}: {event_ms:.3f} ms per call (events), kernels {gpu_ms:.3f} ms per call ====")
+        for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
+            print(f"  {e.self_device_time_total / calls / 1e3:8.4f} ms  {e.count // calls:3d}x  {e.key[:90]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", default="fp32", choices=["fp32", "ieee", "bf16"])
+    ap.add_argument("--problems", default="")
     args = ap.parse_args()
+    if args.problems:
+        profile_problems(args.problems, args.mode)
+        return
     torch.backends.cudnn.allow_tf32 = args.mode != "ieee"
     dtype = torch.bfloat16 if args.mode == "bf16" else torch.float32
     torch.manual_seed(0)
