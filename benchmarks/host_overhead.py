@@ -1,0 +1,72 @@
+"""Where the time of a small forward goes when the GPU work is short: host time per call of
+fused_forward (Python checks, op dispatch, the C++ op's allocations and launches) against the
+GPU time of the same work replayed from a CUDA graph, for bench problems.
+
+    cd /tmp && python3 /path/to/benchmarks/host_overhead.py --problems spatial8,batch1
+"""
+import argparse
+import time
+
+import torch
+
+import convt3d_ops
+from convt3d_ops import _checks, bench
+from convt3d_ops.functional import _conv_params
+
+
+def per_call_us(fn, calls=300):
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    host = (time.perf_counter() - t0) / calls * 1e6  # the loop returns before the GPU finishes
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / calls * 1e6
+    return host, wall
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--problems", default="spatial8,batch1")
+    args = ap.parse_args()
+    for p in bench.problems_named(args.problems):
+        model = bench.make_model(p, "fp32")
+        conv, gn = model[0], model[2]
+        x = bench.make_inputs(p, "fp32")[0]
+        w = conv.weight.detach()
+        params = _conv_params(p.stride, p.padding, 0, 1, "op")
+
+        def fused():
+            return convt3d_ops.fused_forward(x, w, None, gn.weight.detach(), gn.bias.detach(),
+                                             num_groups=gn.num_groups, eps=gn.eps, stride=p.stride, padding=p.padding)
+
+        def raw_op():
+            return torch.ops.convt3d.fused_forward(x, w, None, gn.weight.detach(), gn.bias.detach(), *params, 1,
+                                                   gn.num_groups, 1e-5, True, False)
+
+        def checks_only():
+            stride, padding, output_padding, dilation = _conv_params(p.stride, p.padding, 0, 1, "op")
+            shape = _checks.check_conv_transpose_args(x, w, None, stride, padding, output_padding, dilation, 1, "op")
+            _checks.check_group_norm_params(shape[1], gn.weight, gn.bias, gn.num_groups, 1e-5, x, "a", "b", "op")
+            _checks.check_group_norm_values(shape[0], shape[1], _checks.spatial_size(shape), gn.num_groups, "op")
+
+        with torch.no_grad():
+            rows = {name: per_call_us(fn) for name, fn in
+                    [("fused_forward", fused), ("torch.ops (no Python checks)", raw_op), ("Python checks only", checks_only)]}
+            graph = torch.cuda.CUDAGraph()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                raw_op()
+                with torch.cuda.graph(graph):
+                    raw_op()
+            torch.cuda.current_stream().wait_stream(s)
+            rows["CUDA graph replay (GPU time)"] = per_call_us(graph.replay)
+        print(f"==== {p.name}: microseconds per call, host (loop without sync) / wall (until the GPU is done)")
+        for name, (host, wall) in rows.items():
+            print(f"  {name:32s} host {host:8.1f}  wall {wall:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
