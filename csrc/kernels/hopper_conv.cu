@@ -51,8 +51,7 @@ struct HopperParams {
   int c_blocks;             // real K-blocks (of channels) per tap
   int parts;                // packed K-blocks per real one: 1, or 2 (big, small) for 3xTF32
   int passes;               // wgmma passes per real K-block: 1, or 3 for 3xTF32
-  int in[3];                // the input's D, H, W
-  int per_tap;              // K-blocks per filter tap: c_blocks * passes
+  int kblocks;              // taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
   int out_P, out_H, out_W;  // the real output's sizes
 };
@@ -193,40 +192,6 @@ struct GridPos {
       if (++h == H) h = 0, ++d;
   }
 };
-
-// The filter offsets a tile multiplies along D and H: those through which at least one of its
-// positions reaches an input plane (row). The others would multiply only the zero fill beyond the
-// volume's border, so their K-blocks are skipped (the producer and the consumers walk the same list).
-// Along H only for a tile within one D plane (else it spans all rows); never along W (tiles span
-// whole rows). A tile that reaches no input at all keeps one offset, whose zero fill gives its zeros.
-struct TileTaps {
-  int d0, nd, h0, nh;
-  int kblocks;  // nd * nh * kW * per_tap
-};
-__device__ __forceinline__ void needed_offsets(int base_lo, int base_hi, int k, int in, int& f0, int& n) {
-  // offset f reaches the input for some base b in [base_lo, base_hi] iff 0 <= b + f < in
-  const int lo = max(0, -base_hi), hi = min(k - 1, in - 1 - base_lo);
-  f0 = hi >= lo ? lo : 0;
-  n = hi >= lo ? hi - lo + 1 : 1;
-}
-__device__ __forceinline__ TileTaps tile_taps(const TileCoords& tc, const int (&off)[3], const HopperParams& p) {
-  const int first_pos = tc.t * kTilePos, last_pos = min(first_pos + kTilePos, p.P) - 1;
-  const GridPos first(first_pos, p.Ho, p.Wo), last(last_pos, p.Ho, p.Wo);
-  const int bd = p.lower[0] + off[0], bh = p.lower[1] + off[1];  // input coordinate at offset 0
-  const bool one_plane = first.d == last.d;
-  TileTaps tt;
-  needed_offsets(first.d + bd, last.d + bd, p.k[0], p.in[0], tt.d0, tt.nd);
-  needed_offsets((one_plane ? first.h : 0) + bh, (one_plane ? last.h : p.Ho - 1) + bh, p.k[1], p.in[1], tt.h0, tt.nh);
-  tt.kblocks = tt.nd * tt.nh * p.k[2] * p.per_tap;
-  return tt;
-}
-
-// The phase's window offsets per dimension (gemm_forms.h).
-__device__ __forceinline__ void window_offsets(const TileCoords& tc, const HopperParams& p, int (&off)[3]) {
-  int r[3];
-  phase_residues(tc.phase, p.conv_stride, r);
-  for (int d = 0; d < 3; ++d) off[d] = phase_window_offset(r[d], p.conv_stride[d], p.conv_pad[d]);
-}
 
 // One phase (stride 1): row = output channel, column = output position; two adjacent positions per store.
 template <typename T>
@@ -379,16 +344,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
         const GridPos start(tc.t * kTilePos, p.Ho, p.Wo);
-        int off[3];
-        window_offsets(tc, p, off);
-        const TileTaps tt = tile_taps(tc, off, p);
+        int r[3], off[3];  // the phase's window offsets (gemm_forms.h)
+        phase_residues(tc.phase, p.conv_stride, r);
+        for (int d = 0; d < 3; ++d) off[d] = phase_window_offset(r[d], p.conv_stride[d], p.conv_pad[d]);
         const int w_row = tc.phase * p.rows_per_phase + tc.ct * kTileCo;
-        for (int kb = 0; kb < tt.kblocks; ++kb) {
-          const int f = kb / p.per_tap, rest = kb - f * p.per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
-          const int fw = f % p.k[2], fdh = f / p.k[2], fh = tt.h0 + fdh % tt.nh, fd = tt.d0 + fdh / tt.nh;
-          const int tap = (fd * p.k[1] + fh) * p.k[2] + fw;
-          const int x_block = cb * p.parts + (pass == 1);                     // pass 1: small activations
-          const int w_block = (tap * p.c_blocks + cb) * p.parts + (pass == 2);  // pass 2: small weights
+        for (int kb = 0; kb < p.kblocks; ++kb) {
+          const int per_tap = p.c_blocks * p.passes;
+          const int f = kb / per_tap, rest = kb - f * per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
+          const int x_block = cb * p.parts + (pass == 1);                   // pass 1: small activations
+          const int w_block = (f * p.c_blocks + cb) * p.parts + (pass == 2);  // pass 2: small weights
+          const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
           hopper::mbar_wait(&empty_bar[stage], parity ^ 1);
           uint8_t* a = ring + stage * kStageBytes;
           hopper::mbar_arrive_expect_tx(&full_bar[stage], kStageBytes);
@@ -412,13 +377,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     float acc[128];
     for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
       const TileCoords tc = decode_tile(tile, p);
-      int off[3];
-      window_offsets(tc, p, off);
-      const int kblocks = tile_taps(tc, off, p).kblocks;
       if constexpr (Cfg::kSplit)
-        accumulate_3xtf32(acc, kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
+        accumulate_3xtf32(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
       else
-        accumulate<T>(acc, kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
+        accumulate<T>(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
 
       // ---- epilogue: bias, ReLU, stores, and per-row sums for the statistics ----
       const int row0 = cw * 64 + warp * 16 + (lane >> 2);  // tile row of h = 0 (h = 1: +8)
@@ -664,8 +626,7 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   p.c_blocks = static_cast<int>(shape.Cp / ch);
   p.parts = split ? 2 : 1;
   p.passes = split ? 3 : 1;
-  p.per_tap = p.c_blocks * p.passes;
-  for (int d = 0; d < 3; ++d) p.in[d] = static_cast<int>(g.in[d]);
+  p.kblocks = static_cast<int>(T * p.c_blocks * p.passes);
   p.G = static_cast<int>(num_groups);
   p.cpg = num_groups > 0 ? static_cast<int>(g.Cout / num_groups) : 0;
   p.out_P = static_cast<int>(g.out_positions());
