@@ -51,9 +51,25 @@ def main():
             _checks.check_group_norm_params(shape[1], gn.weight, gn.bias, gn.num_groups, 1e-5, x, "a", "b", "op")
             _checks.check_group_norm_values(shape[0], shape[1], _checks.spatial_size(shape), gn.num_groups, "op")
 
+        def path_only():  # the op's argument checks and dispatch: no allocation, no launch
+            return torch.ops.convt3d.forward_path(x, w, *params, 1, True)
+
+        def conv_only():  # 3 allocations (output, packed x, packed w), 3 launches
+            return torch.ops.convt3d.conv_transpose3d_relu(x, w, None, *params, 1, True)
+
+        def nine_empties():  # what the fused op allocates, through the regular API
+            return [torch.empty(16, device="cuda") for _ in range(9)]
+
+        def five_launches():
+            for _ in range(5):
+                small.add_(1.0)
+
+        small = torch.zeros(16, device="cuda")
         with torch.no_grad():
             rows = {name: per_call_us(fn) for name, fn in
-                    [("fused_forward", fused), ("torch.ops (no Python checks)", raw_op), ("Python checks only", checks_only)]}
+                    [("fused_forward", fused), ("torch.ops (no Python checks)", raw_op), ("Python checks only", checks_only),
+                     ("torch.ops forward_path", path_only), ("torch.ops conv_transpose3d_relu", conv_only),
+                     ("9 x torch.empty", nine_empties), ("5 x small.add_ (launches)", five_launches)]}
             graph = torch.cuda.CUDAGraph()
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
