@@ -12,10 +12,10 @@ PROBLEMS = [  # (N, Cin, Cout, spatial, k, padding, stride, groups)
     (2, 64, 128, (8, 8, 8), 3, 0, 1, 8),
     (1, 16, 144, (3, 4, 5), 3, (1, 0, 1), 1, 3),
     (2, 8, 16, (4, 4, 4), 2, 0, 1, 4),
-    (2, 128, 64, (8, 8, 8), 2, 0, 2, 8),   # sub-pixel: even W
-    (2, 24, 40, (3, 5, 7), 2, 0, 2, 4),    # sub-pixel: odd W, 2 row tiles
-    (2, 32, 64, (8, 8, 8), 4, 1, 2, 8),    # phases: k4 s2 p1
-    (1, 40, 136, (5, 6, 7), 4, 1, 2, 4),   # phases: 2 channel tiles, partial position tile
+    (2, 128, 64, (8, 8, 8), 2, 0, 2, 8),   # W sub-pixel form, k2 s2: even W
+    (2, 24, 40, (3, 5, 7), 2, 0, 2, 4),    # W sub-pixel form, k2 s2: odd W
+    (2, 32, 64, (8, 8, 8), 4, 1, 2, 8),    # W sub-pixel form, k4 s2 p1 (three W taps)
+    (1, 40, 136, (5, 6, 7), 4, 1, 2, 4),   # phase form, k4 s2 p1: 2 channel tiles, partial position tile
 ]
 
 
