@@ -9,7 +9,6 @@ import time
 
 import torch
 
-import convt3d_ops
 from convt3d_ops import _checks, bench
 from convt3d_ops.functional import _conv_params
 
@@ -37,9 +36,10 @@ def main():
         w = conv.weight.detach()
         params = _conv_params(p.stride, p.padding, 0, 1, "op")
 
+        fwd = bench.ours_forward(p, model)
+
         def fused():
-            return convt3d_ops.fused_forward(x, w, None, gn.weight.detach(), gn.bias.detach(),
-                                             num_groups=gn.num_groups, eps=gn.eps, stride=p.stride, padding=p.padding)
+            return fwd(x)
 
         def raw_op():
             return torch.ops.convt3d.fused_forward(x, w, None, gn.weight.detach(), gn.bias.detach(), *params, 1,

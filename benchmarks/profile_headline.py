@@ -20,13 +20,8 @@ def profile_problems(names, mode):
     from convt3d_ops import bench
     for p in bench.problems_named(names):
         torch.backends.cudnn.allow_tf32 = mode != "ieee"
-        model = bench.make_model(p, mode)
-        conv, gn = model[0], model[2]
         inputs = bench.make_inputs(p, mode)
-
-        def fwd(x):
-            return convt3d_ops.fused_forward(x, conv.weight, None, gn.weight, gn.bias, num_groups=gn.num_groups,
-                                             eps=gn.eps, stride=p.stride, padding=p.padding)
+        fwd = bench.ours_forward(p, bench.make_model(p, mode))
 
         calls = 10
         with torch.no_grad():

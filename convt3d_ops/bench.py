@@ -171,16 +171,24 @@ def run_torch_variant(problems: List[Problem], mode: str, variant: str) -> Dict[
 
 # ---- ours ------------------------------------------------------------------------------
 
-def time_ours(p: Problem, mode: str) -> Dict[str, float]:
+def ours_forward(p: Problem, model):
+    """x -> our fused forward of problem p with the parameters of `model` (make_model's modules)."""
     import convt3d_ops
-    torch.backends.cudnn.allow_tf32 = mode != "ieee"
-    model = make_model(p, mode)
     conv, gn = model[0], model[2]
-    inputs = make_inputs(p, mode)
 
     def fwd(x):
         return convt3d_ops.fused_forward(x, conv.weight, None, gn.weight, gn.bias, num_groups=gn.num_groups,
                                          eps=gn.eps, stride=p.stride, padding=p.padding)
+    return fwd
+
+
+def time_ours(p: Problem, mode: str) -> Dict[str, float]:
+    import convt3d_ops
+    torch.backends.cudnn.allow_tf32 = mode != "ieee"
+    model = make_model(p, mode)
+    conv = model[0]
+    inputs = make_inputs(p, mode)
+    fwd = ours_forward(p, model)
 
     with torch.no_grad():
         ms = time_cuda(fwd, inputs)
@@ -294,14 +302,14 @@ def print_table(rows: List[dict], variants: List[str]) -> None:
 
 
 def run_cpu() -> None:
-    import convt3d_ops
     print("No CUDA device found: running the CPU path (a correctness demo, not a performance benchmark).")
     p = Problem("cpu-demo", 2, 16, 32, 12, num_groups=8)
     model = make_model(p, "fp32", device="cpu")
-    conv, gn = model[0], model[2]
     x = make_inputs(p, "fp32", device="cpu")[0]
+    fwd = ours_forward(p, model)
+
     def ours_fn():
-        return convt3d_ops.fused_forward(x, conv.weight, None, gn.weight, gn.bias, num_groups=gn.num_groups)
+        return fwd(x)
 
     def median_ms(fn, runs=5):
         fn()  # warm-up
