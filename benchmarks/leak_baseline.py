@@ -6,13 +6,19 @@ PYTORCH_NO_CUDA_MEMORY_CACHING=1, with one of the callers below as the argument:
   conv   torch.ops.convt3d.conv_transpose3d_relu (the Hopper kernel on an H100)
   portable  the same op with groups=2 (the portable kernel)
   path   torch.ops.convt3d.forward_path (the op's host code up to dispatch, no kernel launch)
+  ext_launch / ext_own / ext_setattr / ext_entry   no op of ours: a plain library
+         (benchmarks/probes/leak_probe.cu, path in LEAK_PROBE_SO, loaded with ctypes) launches a
+         kernel on x / on memory of its own / raises a kernel's shared-memory limit and launches it
+         on x / looks up a driver entry point
 A caller prefixed with warm_ (warm_conv) first runs the op once on small inputs of its own,
 before the big buffer exists: if the records name only allocations that were live at our first
 kernel launch, the warm run reports none of the big buffer. A caller prefixed with sync_ waits for
 the device after the op, before the deletes (frees then never meet a kernel in flight).
 Also prints what PyTorch's caching allocator counts as allocated after the deletes (run it
 without PYTORCH_NO_CUDA_MEMORY_CACHING for that number to mean anything)."""
+import ctypes
 import gc
+import os
 import sys
 
 import torch
@@ -30,7 +36,16 @@ CALLERS = {
     "portable": lambda x, w, b, gw, gb: torch.ops.convt3d.conv_transpose3d_relu(x, w[:, :24], b, [1] * 3, [0] * 3,
                                                                                [0] * 3, [1] * 3, 2),
     "path": lambda x, w, b, gw, gb: torch.ops.convt3d.forward_path(x, w, [1] * 3, [0] * 3, [0] * 3, [1] * 3, 1),
+    "ext_launch": lambda x, w, b, gw, gb: _probe("probe_launch", ctypes.c_void_p(x.data_ptr()), ctypes.c_long(x.numel())),
+    "ext_own": lambda x, w, b, gw, gb: _probe("probe_launch_own"),
+    "ext_setattr": lambda x, w, b, gw, gb: _probe("probe_set_attribute", ctypes.c_void_p(x.data_ptr())),
+    "ext_entry": lambda x, w, b, gw, gb: _probe("probe_entry_point"),
 }
+
+
+def _probe(name, *args):
+    rc = getattr(ctypes.CDLL(os.environ["LEAK_PROBE_SO"]), name)(*args)
+    assert rc == 0, f"{name} returned {rc}"
 
 
 def main():
