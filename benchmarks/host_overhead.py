@@ -28,6 +28,9 @@ def per_call_us(fn, calls=300):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", default="spatial8,batch1")
+    ap.add_argument("--trace", action="store_true",
+                    help="also list the host calls inside the op (torch.profiler: dispatcher ops and CUDA runtime "
+                         "calls with their CPU time; the op's self time is its own host code)")
     args = ap.parse_args()
     for p in bench.problems_named(args.problems):
         model = bench.make_model(p, "fp32")
@@ -82,6 +85,21 @@ def main():
         print(f"==== {p.name}: microseconds per call, host (loop without sync) / wall (until the GPU is done)")
         for name, (host, wall) in rows.items():
             print(f"  {name:32s} host {host:8.1f}  wall {wall:8.1f}")
+        if args.trace:
+            print_trace(raw_op)
+
+
+def print_trace(fn, calls=200):
+    with torch.no_grad():
+        fn()
+        torch.cuda.synchronize()
+        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+    print(f"  host calls inside {calls} calls of torch.ops.convt3d.fused_forward (self CPU time; per call = total / {calls}):")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
 if __name__ == "__main__":

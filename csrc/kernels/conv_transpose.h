@@ -17,16 +17,17 @@ const char* forward_path_name(ForwardPath path);
 
 // GroupNorm partial statistics that the forward kernel produced on the side.
 struct ForwardStats {
-  Tensor partial;  // WelfordPartial[(n * G + g) * chunks + i]
+  const WelfordPartial* partial;  // [(n * G + g) * chunks + i], a slice of the call's workspace
   int64_t chunks;
 };
 
-// out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias).
-// With stats_groups > 0, returns GroupNorm partial statistics of out when the chosen
-// kernel computes them in its epilogue (the Hopper path); otherwise std::nullopt.
+// out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias). The
+// temporaries are slices of ws, allocated here with the slices the caller reserved before.
+// With stats_groups > 0, a path that reduces the GroupNorm statistics in its epilogue returns
+// them (the others return nothing, and the caller reduces out).
 std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
                                                         const Tensor& weight, const std::optional<Tensor>& bias,
                                                         Tensor& out, MathMode mode, cudaStream_t stream,
-                                                        int64_t stats_groups = 0);
+                                                        Workspace& ws, int64_t stats_groups = 0);
 
 }  // namespace convt3d

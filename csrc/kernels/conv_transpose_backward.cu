@@ -60,7 +60,7 @@ void channel_sums(const Tensor& t_in, Tensor& out, cudaStream_t stream) {
   const int sms = device_info(t.get_device_index()).sm_count;
   const int64_t splits = std::max<int64_t>(1, std::min<int64_t>(ceil_div(4 * sms, C), ceil_div(S, 1024)));
   const int64_t per_split = ceil_div(S, splits);
-  Tensor partial = torch::stable::new_empty(t, {splits * C}, ScalarType::Float);
+  Tensor partial = new_tensor(t, {splits * C}, ScalarType::Float);
   dispatch_float_type(t.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     channel_sums_partial_kernel<T><<<dim3(static_cast<unsigned>(C), static_cast<unsigned>(splits)), 256, 0, stream>>>(
@@ -98,12 +98,12 @@ std::tuple<Tensor, Tensor, Tensor> conv_transpose3d_backward_cuda(Tensor grad_ou
   const bool round = mode == MathMode::kTf32;
   const ScalarType dtype = x.scalar_type();
 
-  Tensor gx = need_x_grad ? empty_like_shape(x, {geo.N, geo.Cin, geo.in[0], geo.in[1], geo.in[2]}, dtype,
+  Tensor gx = need_x_grad ? new_tensor(x, {geo.N, geo.Cin, geo.in[0], geo.in[1], geo.in[2]}, dtype,
                                              is_channels_last_3d(x))
                           : empty_on(x, dtype);
-  Tensor gw = need_weight_grad ? torch::stable::new_empty(x, {geo.Cin, geo.Cout_g, geo.k[0], geo.k[1], geo.k[2]})
+  Tensor gw = need_weight_grad ? new_tensor(x, {geo.Cin, geo.Cout_g, geo.k[0], geo.k[1], geo.k[2]}, x.scalar_type())
                                : empty_on(x, dtype);
-  Tensor gb = need_bias_grad ? torch::stable::new_empty(x, {geo.Cout}) : empty_on(x, dtype);
+  Tensor gb = need_bias_grad ? new_tensor(x, {geo.Cout}, x.scalar_type()) : empty_on(x, dtype);
   if (!need_x_grad && !need_weight_grad && !need_bias_grad) return {gx, gw, gb};
 
   if (need_bias_grad) channel_sums(grad_out, gb, stream);
@@ -111,11 +111,11 @@ std::tuple<Tensor, Tensor, Tensor> conv_transpose3d_backward_cuda(Tensor grad_ou
 
   // grad_out, channels innermost, per group padded: the operand of both GEMMs
   const int64_t Cpo = padded_channels(geo.Cout_g);
-  Tensor gp = torch::stable::new_empty(x, {std::max<int64_t>(1, geo.N * geo.out_positions() * geo.G * Cpo)});
+  Tensor gp = new_tensor(x, {std::max<int64_t>(1, geo.N * geo.out_positions() * geo.G * Cpo)}, x.scalar_type());
   pack_activation(grad_out, gp.mutable_data_ptr(), geo.G, Cpo, round, stream);
 
   if (need_x_grad && geo.N > 0) {
-    Tensor wp = torch::stable::new_empty(x, {geo.G * geo.Cin_g * geo.taps() * Cpo});
+    Tensor wp = new_tensor(x, {geo.G * geo.Cin_g * geo.taps() * Cpo}, x.scalar_type());
     pack_weight(weight, wp.mutable_data_ptr(), geo.G, Cpo, WeightRows::kInChannels, round, stream);
     GatherConvParams p{};
     p.src = gp.const_data_ptr();
@@ -142,7 +142,7 @@ std::tuple<Tensor, Tensor, Tensor> conv_transpose3d_backward_cuda(Tensor grad_ou
   }
   if (need_weight_grad) {
     const int64_t Cpx = padded_channels(geo.Cin_g);
-    Tensor xp = torch::stable::new_empty(x, {std::max<int64_t>(1, geo.N * geo.in_positions() * geo.G * Cpx)});
+    Tensor xp = new_tensor(x, {std::max<int64_t>(1, geo.N * geo.in_positions() * geo.G * Cpx)}, x.scalar_type());
     pack_activation(x, xp.mutable_data_ptr(), geo.G, Cpx, round, stream);
     launch_weight_grad(geo, xp.const_data_ptr(), Cpx, gp.const_data_ptr(), Cpo, gw, mode, stream);
   }

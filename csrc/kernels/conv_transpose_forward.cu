@@ -18,17 +18,22 @@ const char* forward_path_name(ForwardPath path) { return path == ForwardPath::kH
 namespace {
 
 void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                      const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream) {
+                      const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
+                      Workspace& ws) {
   const bool round = mode == MathMode::kTf32;
   const int64_t Cp = padded_channels(geo.Cin_g);
-  Tensor xp = torch::stable::new_empty(x, {geo.N * geo.in_positions() * geo.G * Cp});
-  Tensor wp = torch::stable::new_empty(x, {geo.G * geo.Cout_g * geo.taps() * Cp});
-  pack_activation(x, xp.mutable_data_ptr(), geo.G, Cp, round, stream);
-  pack_weight(weight, wp.mutable_data_ptr(), geo.G, Cp, WeightRows::kOutChannels, round, stream);
+  const int64_t eb = x.element_size();
+  const int xp_slice = ws.reserve(geo.N * geo.in_positions() * geo.G * Cp * eb);
+  const int wp_slice = ws.reserve(geo.G * geo.Cout_g * geo.taps() * Cp * eb);
+  ws.allocate(x);
+  void* xp = ws.slice<void>(xp_slice);
+  void* wp = ws.slice<void>(wp_slice);
+  pack_activation(x, xp, geo.G, Cp, round, stream);
+  pack_weight(weight, wp, geo.G, Cp, WeightRows::kOutChannels, round, stream);
 
   GatherConvParams p{};
-  p.src = xp.const_data_ptr();
-  p.wpk = wp.const_data_ptr();
+  p.src = xp;
+  p.wpk = wp;
   p.bias = bias.has_value() ? bias->const_data_ptr() : nullptr;
   p.out = out.mutable_data_ptr();
   for (int i = 0; i < 5; ++i) p.os[i] = out.stride(i);
@@ -55,20 +60,18 @@ void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const T
 std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
                                                         const Tensor& weight, const std::optional<Tensor>& bias,
                                                         Tensor& out, MathMode mode, cudaStream_t stream,
-                                                        int64_t stats_groups) {
-  if (geo.N == 0) return std::nullopt;
-  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
-    if (stats_groups <= 0) {
-      hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream);
-      return std::nullopt;
-    }
-    ForwardStats stats{Tensor(), hopper_stats_chunks(geo)};
-    stats.partial = torch::stable::new_empty(x, {geo.N * stats_groups * stats.chunks * 3}, ScalarType::Float);
-    hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream,
-                               reinterpret_cast<WelfordPartial*>(stats.partial.mutable_data_ptr()), stats_groups);
-    return stats;
+                                                        Workspace& ws, int64_t stats_groups) {
+  if (geo.N == 0) {
+    ws.allocate(x);
+    return std::nullopt;
   }
-  portable_forward(geo, x, weight, bias, out, mode, stream);
+  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
+    const WelfordPartial* partial = hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws,
+                                                               std::max<int64_t>(stats_groups, 0));
+    if (partial == nullptr) return std::nullopt;
+    return ForwardStats{partial, hopper_stats_chunks(geo)};
+  }
+  portable_forward(geo, x, weight, bias, out, mode, stream, ws);
   return std::nullopt;
 }
 
@@ -81,9 +84,10 @@ Tensor conv_transpose3d_relu_cuda(Tensor x, Tensor weight, std::optional<Tensor>
   STD_TORCH_CHECK(x.is_cuda(), "convt3d.conv_transpose3d_relu: 'x' must be a CUDA tensor here");
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
-  Tensor out = empty_like_shape(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type(),
+  Tensor out = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type(),
                                 is_channels_last_3d(x));
-  conv_transpose_relu_forward(geo, x, weight, bias, out, math_mode(x.scalar_type(), allow_tf32), stream);
+  Workspace ws;
+  conv_transpose_relu_forward(geo, x, weight, bias, out, math_mode(x.scalar_type(), allow_tf32), stream, ws);
   return out;
 }
 

@@ -28,23 +28,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
 
-  Tensor h = empty_like_shape(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
+  Tensor h = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
+  Workspace ws;  // scale and shift; the conv adds its packed operands and statistics partials
+  const int scale_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
+  const int shift_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
   const auto stats = conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32),
-                                                 stream, num_groups);
+                                                 stream, ws, num_groups);
+  float* scale = ws.slice<float>(scale_slice);
+  float* shift = ws.slice<float>(shift_slice);
 
-  Tensor mean = torch::stable::new_empty(x, {geo.N, num_groups}, ScalarType::Float);
-  Tensor rstd = torch::stable::new_empty(x, {geo.N, num_groups}, ScalarType::Float);
-  Tensor scale = torch::stable::new_empty(x, {geo.N, geo.Cout}, ScalarType::Float);
-  Tensor shift = torch::stable::new_empty(x, {geo.N, geo.Cout}, ScalarType::Float);
+  Tensor mean = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
+  Tensor rstd = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
   if (stats.has_value()) {  // the conv epilogue already reduced h: only the merge is left
-    group_norm_finalize(reinterpret_cast<const WelfordPartial*>(stats->partial.const_data_ptr()), stats->chunks,
-                        geo.N, geo.Cout, num_groups, eps, gn_weight, gn_bias, x.scalar_type(), mean, rstd, scale,
-                        shift, stream);
+    group_norm_finalize(stats->partial, stats->chunks, geo.N, geo.Cout, num_groups, eps, gn_weight, gn_bias,
+                        x.scalar_type(), mean, rstd, scale, shift, stream);
   } else {
     group_norm_statistics(h, num_groups, eps, gn_weight, gn_bias, mean, rstd, scale, shift, stream);
   }
   if (save_for_backward) {
-    Tensor y = torch::stable::empty_like(h);
+    Tensor y = new_tensor(h, h.sizes(), h.scalar_type());
     group_norm_apply(h, scale, shift, y, stream);
     return {y, h, mean, rstd};
   }

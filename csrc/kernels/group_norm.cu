@@ -319,7 +319,7 @@ const T* optional_ptr(const std::optional<Tensor>& t) {
 
 void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t N, int64_t C, int64_t num_groups,
                          double eps, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
-                         ScalarType dtype, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                         ScalarType dtype, Tensor& mean, Tensor& rstd, float* scale, float* shift,
                          cudaStream_t stream) {
   const int64_t groups = N * num_groups;
   if (groups == 0) return;
@@ -329,14 +329,13 @@ void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t 
     gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(groups, 1 << 30)), kThreads, 0, stream>>>(
         partial, static_cast<int>(chunks), static_cast<int>(num_groups), static_cast<int>(C / num_groups), eps,
         optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<float*>(mean.mutable_data_ptr()),
-        static_cast<float*>(rstd.mutable_data_ptr()), static_cast<float*>(scale.mutable_data_ptr()),
-        static_cast<float*>(shift.mutable_data_ptr()), groups);
+        static_cast<float*>(rstd.mutable_data_ptr()), scale, shift, groups);
     CONVT3D_CHECK_LAUNCH();
   });
 }
 
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,
-                           const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                           const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, float* scale, float* shift,
                            cudaStream_t stream) {
   const int64_t N = x.size(0), C = x.size(1);
   const int64_t groups = N * num_groups;
@@ -345,7 +344,7 @@ void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, cons
   const int64_t group_len = C / num_groups * S;
   constexpr int64_t kChunk = int64_t(kThreads) * 64;  // elements per partial
   const int64_t chunks = ceil_div(group_len, kChunk);
-  Tensor partial = torch::stable::new_empty(x, {groups * chunks * 3}, ScalarType::Float);
+  Tensor partial = new_tensor(x, {groups * chunks * 3}, ScalarType::Float);
   Welford* part = reinterpret_cast<Welford*>(partial.mutable_data_ptr());
   dispatch_vec(x.scalar_type(), group_len, x.const_data_ptr(), x.const_data_ptr(), [&](auto tag, auto vec) {
     using T = decltype(tag);
@@ -359,7 +358,7 @@ void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, cons
                       stream);
 }
 
-void group_norm_apply(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y, cudaStream_t stream) {
+void group_norm_apply(const Tensor& x, const float* scale, const float* shift, Tensor& y, cudaStream_t stream) {
   const int64_t rows = x.size(0) * x.size(1);
   if (rows == 0) return;
   const int64_t S = x.numel() / rows;
@@ -370,8 +369,7 @@ void group_norm_apply(const Tensor& x, const Tensor& scale, const Tensor& shift,
     gn_apply_kernel<T, kVec><<<dim3(static_cast<unsigned>(ceil_div(S, per_block)), grid_y(rows)), kThreads, 0,
                                stream>>>(static_cast<const T*>(x.const_data_ptr()),
                                          static_cast<T*>(y.mutable_data_ptr()),
-                                         static_cast<const float*>(scale.const_data_ptr()),
-                                         static_cast<const float*>(shift.const_data_ptr()), S, rows);
+                                         scale, shift, S, rows);
     CONVT3D_CHECK_LAUNCH();
   });
 }
@@ -387,8 +385,7 @@ void group_norm_backward_impl(const Tensor& grad_y, const Tensor& x, const Tenso
   constexpr int64_t kChunk = int64_t(kThreads) * 64;
   const int64_t chunks = std::max<int64_t>(1, ceil_div(S, kChunk));
   // float32 scratch: ds/db partials per chunk, ds/db per (n, c), c2/c3 per (n, g)
-  Tensor scratch = torch::stable::new_empty(x, {std::max<int64_t>(1, rows * chunks * 2 + rows * 2 + groups * 2)},
-                                            ScalarType::Float);
+  Tensor scratch = new_tensor(x, {std::max<int64_t>(1, rows * chunks * 2 + rows * 2 + groups * 2)}, ScalarType::Float);
   float* ds_part = static_cast<float*>(scratch.mutable_data_ptr());
   float* db_part = ds_part + rows * chunks;
   float* ds = db_part + rows * chunks;
@@ -457,13 +454,13 @@ std::tuple<Tensor, Tensor, Tensor> group_norm_cuda(Tensor x, std::optional<Tenso
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
   const Tensor xc = as_contiguous(x);
-  Tensor y = torch::stable::empty_like(xc);
-  Tensor mean = torch::stable::new_empty(x, {N, num_groups}, ScalarType::Float);
-  Tensor rstd = torch::stable::new_empty(x, {N, num_groups}, ScalarType::Float);
-  Tensor scale = torch::stable::new_empty(x, {N, C}, ScalarType::Float);
-  Tensor shift = torch::stable::new_empty(x, {N, C}, ScalarType::Float);
-  group_norm_statistics(xc, num_groups, eps, weight, bias, mean, rstd, scale, shift, stream);
-  group_norm_apply(xc, scale, shift, y, stream);
+  Tensor y = new_tensor(xc, xc.sizes(), xc.scalar_type());
+  Tensor mean = new_tensor(x, {N, num_groups}, ScalarType::Float);
+  Tensor rstd = new_tensor(x, {N, num_groups}, ScalarType::Float);
+  Tensor scale_shift = new_tensor(x, {2, N, C}, ScalarType::Float);
+  float* scale = static_cast<float*>(scale_shift.mutable_data_ptr());
+  group_norm_statistics(xc, num_groups, eps, weight, bias, mean, rstd, scale, scale + N * C, stream);
+  group_norm_apply(xc, scale, scale + N * C, y, stream);
   return {y, mean, rstd};
 }
 
@@ -488,9 +485,9 @@ std::tuple<Tensor, Tensor, Tensor> group_norm_backward_cuda(Tensor grad_y, Tenso
   cudaStream_t stream = current_stream(x);
   const Tensor xc = as_contiguous(x), gc = as_contiguous(grad_y), mc = as_contiguous(mean), rc = as_contiguous(rstd);
   const ScalarType pdtype = weight.has_value() ? weight->scalar_type() : x.scalar_type();
-  Tensor gx = need_x_grad ? torch::stable::empty_like(xc) : empty_on(x, x.scalar_type());
-  Tensor gw = need_weight_grad ? torch::stable::new_empty(x, {C}, pdtype) : empty_on(x, pdtype);
-  Tensor gb = need_bias_grad ? torch::stable::new_empty(x, {C}, pdtype) : empty_on(x, pdtype);
+  Tensor gx = need_x_grad ? new_tensor(xc, xc.sizes(), xc.scalar_type()) : empty_on(x, x.scalar_type());
+  Tensor gw = need_weight_grad ? new_tensor(x, {C}, pdtype) : empty_on(x, pdtype);
+  Tensor gb = need_bias_grad ? new_tensor(x, {C}, pdtype) : empty_on(x, pdtype);
   group_norm_backward_impl(gc, xc, mc, rc, weight, num_groups, relu_input, need_x_grad ? &gx : nullptr,
                            need_weight_grad ? &gw : nullptr, need_bias_grad ? &gb : nullptr, stream);
   return {gx, gw, gb};

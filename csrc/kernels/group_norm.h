@@ -22,21 +22,21 @@ __host__ __device__ inline WelfordPartial welford_merge(const WelfordPartial& a,
   return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
 }
 
-// mean, rstd: (N, G) float32. scale, shift: (N, C) float32 with
+// mean, rstd: (N, G) float32. scale, shift: N * C floats each (device memory) with
 // y = x * scale[n, c] + shift[n, c]  (the normalization and the affine folded).
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,
-                           const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                           const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, float* scale, float* shift,
                            cudaStream_t stream);
 
 // The second half of group_norm_statistics, for statistics produced elsewhere (the
 // Hopper conv epilogue): partial[(n * G + g) * chunks + i], merged in order i = 0, 1, ...
 void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t N, int64_t C, int64_t num_groups,
                          double eps, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
-                         ScalarType dtype, Tensor& mean, Tensor& rstd, Tensor& scale, Tensor& shift,
+                         ScalarType dtype, Tensor& mean, Tensor& rstd, float* scale, float* shift,
                          cudaStream_t stream);
 
 // y = x * scale + shift per (n, c); y may be x itself (in place).
-void group_norm_apply(const Tensor& x, const Tensor& scale, const Tensor& shift, Tensor& y, cudaStream_t stream);
+void group_norm_apply(const Tensor& x, const float* scale, const float* shift, Tensor& y, cudaStream_t stream);
 
 // Gradients; grad_x / grad_weight / grad_bias are written when defined (non-empty).
 // relu_input: also multiply grad_x by (x > 0), the gradient of the ReLU that produced x.

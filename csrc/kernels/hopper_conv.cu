@@ -555,9 +555,9 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
          info.max_smem_optin >= kSmemBytes;
 }
 
-void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
-                                const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
-                                WelfordPartial* stats, int64_t num_groups) {
+WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
+                                           const std::optional<Tensor>& bias, Tensor& out, MathMode mode,
+                                           cudaStream_t stream, Workspace& ws, int64_t num_groups) {
   const GemmShape shape = gemm_shape(g, mode);
   const int eb = elem_bytes(mode);
   const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
@@ -566,12 +566,17 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   const int64_t w_rows = shape.phases * shape.rows;
 
   // channels-last activations and K-major weights, zero-padded
-  Tensor xp = torch::stable::new_empty(x, {g.N * g.in_positions() * Cs});
-  Tensor wp = torch::stable::new_empty(x, {w_rows * T * Cs});
+  const int xp_slice = ws.reserve(g.N * g.in_positions() * Cs * eb);
+  const int wp_slice = ws.reserve(w_rows * T * Cs * eb);
+  const int stats_slice =
+      num_groups > 0 ? ws.reserve(g.N * num_groups * hopper_stats_chunks(g) * int64_t(sizeof(WelfordPartial))) : -1;
+  ws.allocate(x);
+  void* xp = ws.slice<void>(xp_slice);
+  void* wp = ws.slice<void>(wp_slice);
+  WelfordPartial* stats = num_groups > 0 ? ws.slice<WelfordPartial>(stats_slice) : nullptr;
   const int split_block = split ? static_cast<int>(ch) : 0;
-  pack_activation(x, xp.mutable_data_ptr(), 1, shape.Cp, round, stream, split_block);
-  pack_weight_phases(weight, wp.mutable_data_ptr(), shape.Cp, shape.rows, g.stride, g.pad, shape.subpixel, round,
-                     stream, split_block);
+  pack_activation(x, xp, 1, shape.Cp, round, stream, split_block);
+  pack_weight_phases(weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.subpixel, round, stream, split_block);
 
   const auto& drv = driver();
   CUtensorMap wmap, xmap;
@@ -580,7 +585,7 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
     const cuuint64_t strides[1] = {static_cast<cuuint64_t>(T * Cs * eb)};
     const cuuint32_t box[2] = {static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(kTileCo)};
     const cuuint32_t estr[2] = {1, 1};
-    const CUresult r = drv.encode_tiled(&wmap, tma_dtype(mode), 2, wp.mutable_data_ptr(), dims, strides, box, estr,
+    const CUresult r = drv.encode_tiled(&wmap, tma_dtype(mode), 2, wp, dims, strides, box, estr,
                                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                         CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the weight tensor map failed (", int(r), ")");
@@ -595,7 +600,7 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
     const int lower[3] = {shape.lower[2], shape.lower[1], shape.lower[0]};  // (w, h, d)
     const int upper[3] = {shape.upper[2], shape.upper[1], shape.upper[0]};
     const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
-    const CUresult r = drv.encode_im2col(&xmap, tma_dtype(mode), 5, xp.mutable_data_ptr(), dims, strides, lower,
+    const CUresult r = drv.encode_im2col(&xmap, tma_dtype(mode), 5, xp, dims, strides, lower,
                                          upper, static_cast<cuuint32_t>(ch), kTilePos, estr,
                                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -641,6 +646,7 @@ void hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
     kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
     CONVT3D_CHECK_LAUNCH();
   });
+  return stats;
 }
 
 int64_t hopper_stats_chunks(const ConvTransposeGeometry& g) {

@@ -308,8 +308,7 @@ void launch_weight_grad(const ConvTransposeGeometry& geo, const void* x_packed, 
     splits = ceil_div(p.Ktot, p.k_per_split);
   }
 
-  Tensor ws = torch::stable::new_empty(grad_w, {std::max<int64_t>(1, splits * geo.G * p.Mpad * p.Ntot)},
-                                       ScalarType::Float);
+  Tensor ws = new_tensor(grad_w, {std::max<int64_t>(1, splits * geo.G * p.Mpad * p.Ntot)}, ScalarType::Float);
   p.ws = static_cast<float*>(ws.mutable_data_ptr());
 
   WeightGradReduce r{};

@@ -11,6 +11,7 @@
 #include <torch/headeronly/core/ScalarType.h>
 #include <torch/headeronly/util/Exception.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -73,18 +74,59 @@ void set_dynamic_smem(Kernel kernel, int bytes) {
     CONVT3D_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
-// An empty tensor on t's device: what a gradient that was not asked for returns.
-inline Tensor empty_on(const Tensor& like, ScalarType dtype) {
-  return torch::stable::new_empty(like, {0}, dtype);
+// A new uninitialized tensor on like's device, contiguous or channels-last (5-D). Allocated
+// through the C shim's empty_strided: torch::stable::empty / new_empty find the op by name in
+// the dispatcher and box their arguments on every call, which costs more host time than the
+// allocation itself, and a forward allocates several tensors.
+inline Tensor new_tensor(const Tensor& like, IntList sizes, ScalarType dtype, bool channels_last = false) {
+  const int64_t ndim = static_cast<int64_t>(sizes.size());
+  STD_TORCH_CHECK(ndim <= 8 && (!channels_last || ndim == 5), "convt3d: new_tensor: unsupported shape");
+  int64_t strides[8];
+  // innermost first: the last dimension (contiguous) or the channels (channels-last 3d: C, W, H, D, N)
+  const int cl_order[5] = {1, 4, 3, 2, 0};
+  int64_t step = 1;
+  for (int64_t i = 0; i < ndim; ++i) {
+    const int64_t d = channels_last ? cl_order[i] : ndim - 1 - i;
+    strides[d] = step;
+    step *= std::max<int64_t>(sizes[d], 1);
+  }
+  int32_t device_type = 0;
+  STD_TORCH_CHECK(aoti_torch_get_device_type(like.get(), &device_type) == AOTI_TORCH_SUCCESS,
+                  "convt3d: could not read a tensor's device");
+  const int32_t aoti_dtype = torch::stable::detail::to<int32_t>(torch::stable::detail::from(dtype));
+  AtenTensorHandle handle = nullptr;
+  STD_TORCH_CHECK(aoti_torch_empty_strided(ndim, sizes.data(), strides, aoti_dtype, device_type,
+                                           like.get_device_index(), &handle) == AOTI_TORCH_SUCCESS,
+                  "convt3d: allocating a tensor failed");
+  return Tensor(handle);
 }
 
-inline Tensor empty_like_shape(const Tensor& like, IntList sizes, ScalarType dtype,
-                               bool channels_last = false) {
-  return torch::stable::empty(
-      sizes, dtype, std::nullopt, like.device(), std::nullopt,
-      channels_last ? std::optional<torch::headeronly::MemoryFormat>(torch::headeronly::MemoryFormat::ChannelsLast3d)
-                    : std::optional<torch::headeronly::MemoryFormat>(torch::headeronly::MemoryFormat::Contiguous));
-}
+// An empty tensor on t's device: what a gradient that was not asked for returns.
+inline Tensor empty_on(const Tensor& like, ScalarType dtype) { return new_tensor(like, {0}, dtype); }
+
+// The temporaries of one call in one allocation: callers reserve slices (each starts on a
+// 256-byte boundary, as TMA and vector loads want), then allocate once and read the pointers.
+class Workspace {
+ public:
+  int reserve(int64_t bytes) {
+    STD_TORCH_CHECK(count_ < kMaxSlices, "convt3d: too many workspace slices");
+    offsets_[count_] = size_;
+    size_ += round_up(std::max<int64_t>(bytes, 0), 256);
+    return count_++;
+  }
+  void allocate(const Tensor& like) { buffer_ = new_tensor(like, {std::max<int64_t>(size_, 1)}, ScalarType::Byte); }
+  template <typename T>
+  T* slice(int index) const {
+    return reinterpret_cast<T*>(static_cast<char*>(buffer_->mutable_data_ptr()) + offsets_[index]);
+  }
+
+ private:
+  static constexpr int kMaxSlices = 8;
+  int64_t offsets_[kMaxSlices] = {};
+  int64_t size_ = 0;
+  int count_ = 0;
+  std::optional<Tensor> buffer_;  // freed with the Workspace: stream-ordered, so after the call's kernels
+};
 
 // True when a 5-D tensor is laid out channels-last (NDHWC) and not plainly contiguous:
 // the same rule as Tensor.suggest_memory_format() for the 5-D case.
