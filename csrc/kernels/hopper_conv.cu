@@ -45,6 +45,7 @@ struct HopperParams {
   int P, Ho, Wo;            // GEMM columns per (sample, phase): positions, and their H, W extents
   int tiles_per_sample, phases, co_tiles, num_tiles;
   int rows_per_phase;       // weight rows of one phase (co_tiles * kTileCo)
+  int w_box_rows;           // weight rows one load brings (fewer than kTileCo: the rest stay zero in smem)
   int lower[3];             // im2col lower corner (d, h, w)
   int k[3];                 // filter offsets per dimension
   int conv_stride[3], conv_pad[3];  // the phases' strides and paddings (W sub-pixel form: W gets 1, 0)
@@ -87,7 +88,9 @@ __device__ __forceinline__ void store4(T* dst, float v0, float v1, float v2, flo
   }
 }
 
-__device__ __forceinline__ void consumer_barrier() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+// The two consumer warpgroups. Not .aligned (which bar.sync is): an idle warpgroup reaches it from
+// another instruction than the working one (its own loop; see the consumers' branch).
+__device__ __forceinline__ void consumer_barrier() { asm volatile("barrier.sync 1, 256;\n" ::: "memory"); }
 
 // Tile order: channel tile fastest, then phase, position tile, sample; the phases of one
 // output region run side by side, so their interleaved stores meet in L2.
@@ -112,6 +115,18 @@ __device__ __forceinline__ void next_stage(int& stage, uint32_t& parity) {
   }
 }
 
+// The mainloop of a warpgroup whose 64 tile rows are all padding (zero weights): no MMAs (the
+// epilogue skips it too), but every stage is handed back as it arrives, since the producer
+// refills a stage only when both warpgroups released it. (Zeroing acc here instead would make
+// ptxas serialize the other path's wgmma: it then sees non-wgmma writes of the accumulators.)
+__device__ __forceinline__ void skip_tile(int kblocks, uint64_t* full_bar, uint64_t* empty_bar, int& stage,
+                                          uint32_t& parity, bool leader) {
+  for (int kb = 0; kb < kblocks; ++kb) {
+    hopper::mbar_wait(&full_bar[stage], parity);
+    if (leader) hopper::mbar_arrive(&empty_bar[stage]);
+    next_stage(stage, parity);
+  }
+}
 
 // One tile's mainloop of a consumer warpgroup: its 64 rows x 256 positions into acc, stage by
 // stage; a stage goes back to the producer once the MMAs that read it have completed.
@@ -305,6 +320,38 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], con
     at.advance(8, p.Ho, p.Wo);
   }
 }
+// After both consumer warpgroups wrote their rows' (count, mean, M2) into row_stats: one warp per
+// GroupNorm group merges the rows of the group's channels in this tile (lanes strided, then a
+// fixed shuffle tree, so the order never varies: deterministic) into the tile's chunk of p.stats.
+// Reads only rows that hold a channel. Both warpgroups take part (groups spread over 8 warps).
+template <bool kSubpixel>
+__device__ __forceinline__ void merge_tile_statistics(const HopperParams& p, const TileCoords& tc,
+                                                      const WelfordPartial* row_stats, int lane) {
+  consumer_barrier();
+  const int chunks = p.tiles_per_sample * p.phases * p.co_tiles;
+  for (int g = (threadIdx.x - 128) / 32; g < p.G; g += 8) {
+    WelfordPartial m{0.f, 0.f, 0.f};
+    if constexpr (kSubpixel) {
+      // this tile holds the channels q in [64 ct, 64 ct + 64), each as two rows (W-phases) 8 apart
+      const int lo = max(g * p.cpg, tc.ct * 64), hi = min((g + 1) * p.cpg, tc.ct * 64 + 64);
+      for (int q = lo + lane; q < hi; q += 32) {
+        const int local = q - tc.ct * 64;
+        m = welford_merge(welford_merge(m, row_stats[subpixel_row(local, 0)]), row_stats[subpixel_row(local, 1)]);
+      }
+    } else {
+      const int lo = max(g * p.cpg, tc.ct * kTileCo), hi = min(min((g + 1) * p.cpg, p.Cout), (tc.ct + 1) * kTileCo);
+      for (int r = lo + lane; r < hi; r += 32) m = welford_merge(m, row_stats[r - tc.ct * kTileCo]);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      const WelfordPartial o{__shfl_xor_sync(0xffffffffu, m.count, off), __shfl_xor_sync(0xffffffffu, m.mean, off),
+                             __shfl_xor_sync(0xffffffffu, m.m2, off)};
+      m = welford_merge(m, o);
+    }
+    if (lane == 0) p.stats[(int64_t(tc.n) * p.G + g) * chunks + chunk_index(tc, p)] = m;
+  }
+  consumer_barrier();  // row_stats is rewritten by the next tile
+}
 #endif  // CONVT3D_HOPPER
 
 template <class Cfg, bool kSubpixel>
@@ -328,6 +375,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     hopper::mbar_fence_init();
   }
+  if (p.w_box_rows < kTileCo) {
+    // the weight rows no load writes: zero once in every stage (async proxy: wgmma reads them)
+    const int per_stage = (kTileCo - p.w_box_rows) * kRowBytes / 16;
+    for (int i = threadIdx.x; i < kStages * per_stage; i += kThreads)
+      reinterpret_cast<uint4*>(ring + (i / per_stage) * kStageBytes + p.w_box_rows * kRowBytes)[i % per_stage] =
+          make_uint4(0, 0, 0, 0);
+    hopper::fence_proxy_async_shared();
+  }
   __syncthreads();
 
   if (wg == 0) {
@@ -347,7 +402,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         int r[3], off[3];  // the phase's window offsets (gemm_forms.h)
         phase_residues(tc.phase, p.conv_stride, r);
         for (int d = 0; d < 3; ++d) off[d] = phase_window_offset(r[d], p.conv_stride[d], p.conv_pad[d]);
-        const int w_row = tc.phase * p.rows_per_phase + tc.ct * kTileCo;
         for (int kb = 0; kb < p.kblocks; ++kb) {
           const int per_tap = p.c_blocks * p.passes;
           const int f = kb / per_tap, rest = kb - f * per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
@@ -356,8 +410,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
           hopper::mbar_wait(&empty_bar[stage], parity ^ 1);
           uint8_t* a = ring + stage * kStageBytes;
-          hopper::mbar_arrive_expect_tx(&full_bar[stage], kStageBytes);
-          hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, w_row);
+          hopper::mbar_arrive_expect_tx(&full_bar[stage], p.w_box_rows * kRowBytes + kBTileBytes);
+          hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, tc.phase * p.rows_per_phase + tc.ct * kTileCo);
           hopper::tma_load_im2col_5d(a + kATileBytes, &xmap, &full_bar[stage], x_block * kCh, start.w + p.lower[2],
                                      start.h + p.lower[1], start.d + p.lower[0], tc.n,
                                      static_cast<uint16_t>(fw + off[2]), static_cast<uint16_t>(fh + off[1]),
@@ -374,6 +428,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool wg_leader = (threadIdx.x & 127) == 0;
     int stage = 0;
     uint32_t parity = 0;
+    // one channel tile whose rows 64..127 are all padding (Cout <= 64): warpgroup 2 has no MMAs
+    // and no stores, only the stage handshakes and its share of the statistics merge. (A loop of
+    // its own: idling inside the loop below makes ptxas serialize the wgmma pipeline.)
+    if (cw == 1 && p.w_box_rows <= 64) {
+      for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+        const TileCoords tc = decode_tile(tile, p);
+        skip_tile(p.kblocks, full_bar, empty_bar, stage, parity, wg_leader);
+        if (p.stats != nullptr) merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
+      }
+      return;
+    }
     float acc[128];
     for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
       const TileCoords tc = decode_tile(tile, p);
@@ -418,32 +483,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             row_stats[row0 + 8 * h] = WelfordPartial{real ? float(valid) : 0.f, mean,
                                                      real ? fmaxf(sumsq[h] - sum[h] * mean, 0.f) : 0.f};
         }
-        consumer_barrier();
-        // per GroupNorm group, one warp: lanes merge the rows of the group's channels (strided),
-        // then a fixed shuffle tree merges the lanes (deterministic: lane 0's order never varies)
-        const int chunks = p.tiles_per_sample * p.phases * p.co_tiles;
-        for (int g = (threadIdx.x - 128) / 32; g < p.G; g += 8) {
-          WelfordPartial m{0.f, 0.f, 0.f};
-          if constexpr (kSubpixel) {
-            // this tile holds the channels q in [64 ct, 64 ct + 64), each as two rows (W-phases) 8 apart
-            const int lo = max(g * p.cpg, tc.ct * 64), hi = min((g + 1) * p.cpg, tc.ct * 64 + 64);
-            for (int q = lo + lane; q < hi; q += 32) {
-              const int local = q - tc.ct * 64;
-              m = welford_merge(welford_merge(m, row_stats[subpixel_row(local, 0)]), row_stats[subpixel_row(local, 1)]);
-            }
-          } else {
-            const int lo = max(g * p.cpg, tc.ct * kTileCo), hi = min(min((g + 1) * p.cpg, p.Cout), (tc.ct + 1) * kTileCo);
-            for (int r = lo + lane; r < hi; r += 32) m = welford_merge(m, row_stats[r - tc.ct * kTileCo]);
-          }
-#pragma unroll
-          for (int off = 16; off > 0; off >>= 1) {
-            const WelfordPartial o{__shfl_xor_sync(0xffffffffu, m.count, off), __shfl_xor_sync(0xffffffffu, m.mean, off),
-                                   __shfl_xor_sync(0xffffffffu, m.m2, off)};
-            m = welford_merge(m, o);
-          }
-          if (lane == 0) p.stats[(int64_t(tc.n) * p.G + g) * chunks + chunk_index(tc, p)] = m;
-        }
-        consumer_barrier();  // row_stats is rewritten by the next tile
+        merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
       }
     }
   }
@@ -492,7 +532,8 @@ struct GemmShape {
   int64_t offsets[3];    // filter offsets walked per dimension
   int64_t positions[3];  // GEMM columns per (sample, phase): a grid of these extents
   int lower[3], upper[3];  // im2col bounding-box corners (d, h, w)
-  int64_t rows;          // A rows per phase, padded to whole tiles
+  int64_t real_rows;     // A rows per phase that hold a channel
+  int64_t rows;          // the same padded to whole tiles
   int64_t ch;            // channels per K-block
   int64_t Cp;            // input channels padded to whole K-blocks
   int64_t Cs;            // packed channel slots per position and tap (3xTF32: big and small)
@@ -530,7 +571,8 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
     // the box spans one phase's positions: in + upper - lower = positions
     s.upper[d] = static_cast<int>(s.positions[d] - g.in[d] + s.lower[d]);
   }
-  s.rows = s.subpixel ? round_up(16 * ceil_div(g.Cout, 8), kTileCo) : round_up(g.Cout, kTileCo);
+  s.real_rows = s.subpixel ? 16 * ceil_div(g.Cout, 8) : g.Cout;
+  s.rows = round_up(s.real_rows, kTileCo);
   return s;
 }
 
@@ -577,13 +619,17 @@ WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const
   const int split_block = split ? static_cast<int>(ch) : 0;
   pack_activation(x, xp, 1, shape.Cp, round, stream, split_block);
   pack_weight_phases(weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.subpixel, round, stream, split_block);
+  // one channel tile of fewer than 128 real rows: loads bring only those (rounded to the 8-row swizzle
+  // atom), the kernel zeroes the rest of each stage once. (Not the TMA's out-of-bounds fill: a box
+  // three quarters outside the map made the ch32 kernel 1.5x slower, v10 in NOTES.)
+  const int64_t w_box_rows = shape.rows == kTileCo ? round_up(shape.real_rows, 8) : kTileCo;
 
   const auto& drv = driver();
   CUtensorMap wmap, xmap;
   {
     const cuuint64_t dims[2] = {static_cast<cuuint64_t>(T * Cs), static_cast<cuuint64_t>(w_rows)};
     const cuuint64_t strides[1] = {static_cast<cuuint64_t>(T * Cs * eb)};
-    const cuuint32_t box[2] = {static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(kTileCo)};
+    const cuuint32_t box[2] = {static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(w_box_rows)};
     const cuuint32_t estr[2] = {1, 1};
     const CUresult r = drv.encode_tiled(&wmap, tma_dtype(mode), 2, wp, dims, strides, box, estr,
                                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -620,6 +666,7 @@ WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const
   p.phases = static_cast<int>(shape.phases);
   p.co_tiles = static_cast<int>(shape.rows / kTileCo);
   p.rows_per_phase = static_cast<int>(shape.rows);
+  p.w_box_rows = static_cast<int>(w_box_rows);
   p.num_tiles = p.N * p.tiles_per_sample * p.phases * p.co_tiles;
   for (int d = 0; d < 3; ++d) {
     p.lower[d] = shape.lower[d];
