@@ -115,8 +115,8 @@ __device__ __forceinline__ void next_stage(int& stage, uint32_t& parity) {
   }
 }
 
-// The mainloop of a warpgroup whose 64 tile rows are all padding (zero weights): no MMAs (the
-// epilogue skips it too), but every stage is handed back as it arrives, since the producer
+// The mainloop of a warpgroup whose 64 tile rows are all padding (zero weights): no MMAs (and no
+// epilogue after it), but every stage is handed back as it arrives, since the producer
 // refills a stage only when both warpgroups released it. (Zeroing acc here instead would make
 // ptxas serialize the other path's wgmma: it then sees non-wgmma writes of the accumulators.)
 __device__ __forceinline__ void skip_tile(int kblocks, uint64_t* full_bar, uint64_t* empty_bar, int& stage,
