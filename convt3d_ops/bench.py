@@ -200,13 +200,15 @@ def time_ours(p: Problem, mode: str) -> Dict[str, float]:
 
 # ---- report ------------------------------------------------------------------------------
 
-def run_gpu(problems: List[Problem], modes: List[str], variants: List[str], json_path: str) -> List[dict]:
+def run_gpu(problems: List[Problem], modes: List[str], variants: List[str], json_path: str,
+            every_mode_on_every_problem: bool = False) -> List[dict]:
+    """Unless every_mode_on_every_problem (problems named on the command line), the bf16 and IEEE
+    modes run on the headline and the two stride-2 configurations only."""
     dev = torch.cuda.get_device_name(0)
     print(f"convt3d_ops benchmark on {dev} (torch {torch.__version__})", flush=True)
     rows = []
     for mode in modes:
-        # the reduced-precision and IEEE modes: the headline and the two stride-2 configurations
-        mode_problems = (problems if mode == "fp32"
+        mode_problems = (problems if mode == "fp32" or every_mode_on_every_problem
                          else [q for q in problems if q.name in ("headline", "unet_k2s2", "k4s2p1")])
         torch_times = {}
         for variant in variants:
@@ -335,7 +337,7 @@ def run_cpu() -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", action="store_true", help="also run the sweep of shapes")
-    ap.add_argument("--problems", help="comma list of problem names to run (default: headline, or all with --sweep)")
+    ap.add_argument("--problems", help="comma list of problem names to run, in every mode given (default: headline, or all with --sweep)")
     ap.add_argument("--modes", default=",".join(MODES), help="comma list of fp32 (TF32 allowed), ieee, bf16")
     ap.add_argument("--variants", default=",".join(TORCH_VARIANTS), help="PyTorch configurations to compare")
     ap.add_argument("--json", default="bench_out/bench.json", help="where to write the results")
@@ -355,7 +357,8 @@ def main(argv=None) -> int:
             problems = problems_named(args.problems)
         except ValueError as e:
             ap.error(str(e))
-    run_gpu(problems, args.modes.split(","), args.variants.split(","), args.json)
+    run_gpu(problems, args.modes.split(","), args.variants.split(","), args.json,
+            every_mode_on_every_problem=bool(args.problems))
     return 0
 
 
