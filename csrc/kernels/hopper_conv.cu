@@ -1,10 +1,12 @@
 // The Hopper forward kernel (see hopper_conv.h).
 //
 // Warp roles (384 threads, one CTA per SM, persistent over tiles):
-//   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B,
-//                activations: 256 im2col rows x 128 B) into a 4-stage ring (full/empty mbarriers);
+//   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
+//                only the real rows of a single channel tile of fewer; activations: 256 im2col
+//                rows x 128 B) into a 4-stage ring (full/empty mbarriers);
 //   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
-//                (bias, ReLU, NCDHW stores, GroupNorm partial statistics).
+//                (bias, ReLU, NCDHW stores, GroupNorm partial statistics); warpgroup 2 idles
+//                where all its rows are padding (64 or fewer real rows).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
 // Two GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
 // output channels, columns = the output positions of one phase, stride 1 being one phase) and
