@@ -57,22 +57,17 @@ void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const T
 
 }  // namespace
 
-std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
-                                                        const Tensor& weight, const std::optional<Tensor>& bias,
-                                                        Tensor& out, MathMode mode, cudaStream_t stream,
-                                                        Workspace& ws, int64_t stats_groups) {
+bool conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
+                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
+                                 Workspace& ws, const FusedGroupNorm* gn) {
   if (geo.N == 0) {
     ws.allocate(x);
-    return std::nullopt;
+    return false;
   }
-  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
-    const WelfordPartial* partial = hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws,
-                                                               std::max<int64_t>(stats_groups, 0));
-    if (partial == nullptr) return std::nullopt;
-    return ForwardStats{partial, hopper_stats_chunks(geo)};
-  }
+  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
+    return hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws, gn);
   portable_forward(geo, x, weight, bias, out, mode, stream, ws);
-  return std::nullopt;
+  return false;
 }
 
 namespace {
