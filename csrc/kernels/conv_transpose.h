@@ -15,12 +15,19 @@ enum class ForwardPath { kPortable, kHopper };
 ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
 const char* forward_path_name(ForwardPath path);
 
+// GroupNorm partial statistics that the forward kernel produced on the side.
+struct ForwardStats {
+  const WelfordPartial* partial;  // [(n * G + g) * chunks + i], a slice of the call's workspace
+  int64_t chunks;
+};
+
 // out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias). The
 // temporaries are slices of ws, allocated here with the slices the caller reserved before.
-// With gn, a path that can also apply the GroupNorm (the Hopper kernel) does, and returns true;
-// otherwise (false) the caller normalizes out.
-bool conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
-                                 Workspace& ws, const FusedGroupNorm* gn = nullptr);
+// With stats_groups > 0, a path that reduces the GroupNorm statistics in its epilogue returns
+// them (the others return nothing, and the caller reduces out).
+std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
+                                                        const Tensor& weight, const std::optional<Tensor>& bias,
+                                                        Tensor& out, MathMode mode, cudaStream_t stream,
+                                                        Workspace& ws, int64_t stats_groups = 0);
 
 }  // namespace convt3d

@@ -57,17 +57,22 @@ void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const T
 
 }  // namespace
 
-bool conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                                 const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
-                                 Workspace& ws, const FusedGroupNorm* gn) {
+std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
+                                                        const Tensor& weight, const std::optional<Tensor>& bias,
+                                                        Tensor& out, MathMode mode, cudaStream_t stream,
+                                                        Workspace& ws, int64_t stats_groups) {
   if (geo.N == 0) {
     ws.allocate(x);
-    return false;
+    return std::nullopt;
   }
-  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
-    return hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws, gn);
+  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
+    const WelfordPartial* partial = hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws,
+                                                               std::max<int64_t>(stats_groups, 0));
+    if (partial == nullptr) return std::nullopt;
+    return ForwardStats{partial, hopper_stats_chunks(geo)};
+  }
   portable_forward(geo, x, weight, bias, out, mode, stream, ws);
-  return false;
+  return std::nullopt;
 }
 
 namespace {

@@ -1,11 +1,11 @@
 // CUDA implementation of the op convt3d::fused_forward:
 // ConvTranspose3d -> ReLU -> GroupNorm in one call.
 //
-// h = relu(conv_transpose(x)) is written once (contiguous NCDHW) and normalized into y. On
-// the Hopper path the conv kernel does all of it (statistics in its epilogue, the normalize
-// pass by its spare warps while later samples are computed); otherwise a statistics pass and a
-// normalize pass follow the conv. Without save_for_backward the normalization runs in place in
-// h's buffer, so no second output-sized tensor is allocated.
+// h = relu(conv_transpose(x)) is written once (contiguous NCDHW), its GroupNorm
+// statistics are reduced (in the conv epilogue on the Hopper path, by a separate
+// pass otherwise), and the normalize+affine pass writes y. Without
+// save_for_backward the normalization runs in place in h's buffer, so no second
+// output-sized tensor is allocated.
 #include <torch/csrc/stable/library.h>
 
 #include "conv_transpose.h"
@@ -29,22 +29,28 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   cudaStream_t stream = current_stream(x);
 
   Tensor h = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
-  Tensor y = save_for_backward ? new_tensor(h, h.sizes(), h.scalar_type()) : h;  // else in place
+  Workspace ws;  // scale and shift; the conv adds its packed operands and statistics partials
+  const int scale_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
+  const int shift_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
+  const auto stats = conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32),
+                                                 stream, ws, num_groups);
+  float* scale = ws.slice<float>(scale_slice);
+  float* shift = ws.slice<float>(shift_slice);
+
   Tensor mean = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
   Tensor rstd = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
-  Workspace ws;  // scale and shift; the conv adds its packed operands and statistics partials
-  const FusedGroupNorm gn{num_groups, eps, gn_weight, gn_bias, y, mean, rstd,
-                          ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float))),
-                          ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)))};
-  const bool normalized = conv_transpose_relu_forward(geo, x, weight, bias, h,
-                                                      math_mode(x.scalar_type(), allow_tf32), stream, ws, &gn);
-  if (!normalized) {  // a path without the fused GroupNorm: statistics pass, then normalize
-    float* scale = ws.slice<float>(gn.scale_slice);
-    float* shift = ws.slice<float>(gn.shift_slice);
+  if (stats.has_value()) {  // the conv epilogue already reduced h: only the merge is left
+    group_norm_finalize(stats->partial, stats->chunks, geo.N, geo.Cout, num_groups, eps, gn_weight, gn_bias,
+                        x.scalar_type(), mean, rstd, scale, shift, stream);
+  } else {
     group_norm_statistics(h, num_groups, eps, gn_weight, gn_bias, mean, rstd, scale, shift, stream);
-    group_norm_apply(h, scale, shift, y, stream);
   }
-  if (save_for_backward) return {y, h, mean, rstd};
+  if (save_for_backward) {
+    Tensor y = new_tensor(h, h.sizes(), h.scalar_type());
+    group_norm_apply(h, scale, shift, y, stream);
+    return {y, h, mean, rstd};
+  }
+  group_norm_apply(h, scale, shift, h, stream);
   return {h, empty_on(x, x.scalar_type()), mean, rstd};
 }
 

@@ -84,20 +84,61 @@ __global__ void __launch_bounds__(kThreads) gn_stats_partial_kernel(const T* __r
   }
 }
 
-// One warp per (sample, group): merges its chunk partials and writes mean / rstd and the
-// per-channel scale / shift (finalize_group_warp).
+// Merges a group's chunk partials (in double, fixed order), writes mean / rstd and
+// the per-channel scale / shift of the affine-folded normalization.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) gn_finalize_kernel(const Welford* __restrict__ partial, int chunks, int G,
                                                              int cpg, double eps, const T* __restrict__ gamma,
                                                              const T* __restrict__ beta, float* __restrict__ mean_out,
                                                              float* __restrict__ rstd_out, float* __restrict__ scale,
                                                              float* __restrict__ shift, int64_t groups) {
-  constexpr int kWarps = kThreads / 32;
-  for (int64_t grp = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32; grp < groups; grp += int64_t(gridDim.x) * kWarps) {
-    const int64_t n = grp / G;
-    const int64_t row0 = n * G * cpg;  // the sample's first (n, c) row
-    finalize_group_warp<T>(partial + grp * chunks, chunks, static_cast<int>(grp - n * G), cpg, eps, gamma, beta,
-                           mean_out + grp, rstd_out + grp, scale + row0, shift + row0, threadIdx.x & 31);
+  __shared__ double sn[kThreads], smean[kThreads], sm2[kThreads];
+  for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {
+    double n = 0, mean = 0, m2 = 0;
+    for (int i = threadIdx.x; i < chunks; i += kThreads) {
+      const Welford w = partial[grp * chunks + i];
+      const double nn = n + w.count;
+      if (nn > 0) {
+        const double delta = double(w.mean) - mean;
+        mean += delta * w.count / nn;
+        m2 += double(w.m2) + delta * delta * n * w.count / nn;
+        n = nn;
+      }
+    }
+    sn[threadIdx.x] = n;
+    smean[threadIdx.x] = mean;
+    sm2[threadIdx.x] = m2;
+    __syncthreads();
+    for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+      if (threadIdx.x < stride) {
+        const double na = sn[threadIdx.x], nb = sn[threadIdx.x + stride];
+        const double nn = na + nb;
+        if (nn > 0) {
+          const double delta = smean[threadIdx.x + stride] - smean[threadIdx.x];
+          smean[threadIdx.x] += delta * nb / nn;
+          sm2[threadIdx.x] += sm2[threadIdx.x + stride] + delta * delta * na * nb / nn;
+          sn[threadIdx.x] = nn;
+        }
+      }
+      __syncthreads();
+    }
+    const double var = sn[0] > 0 ? sm2[0] / sn[0] : 0.0;
+    const float mean_f = static_cast<float>(smean[0]);
+    const float rstd_f = static_cast<float>(1.0 / sqrt((var > 0 ? var : 0.0) + eps));
+    if (threadIdx.x == 0) {
+      mean_out[grp] = mean_f;
+      rstd_out[grp] = rstd_f;
+    }
+    const int64_t n_idx = grp / G;
+    const int g = static_cast<int>(grp - n_idx * G);
+    for (int c = threadIdx.x; c < cpg; c += kThreads) {
+      const int channel = g * cpg + c;
+      const float a = rstd_f * (gamma ? to_float(gamma[channel]) : 1.f);
+      const int64_t row = n_idx * G * cpg + channel;
+      scale[row] = a;
+      shift[row] = (beta ? to_float(beta[channel]) : 0.f) - mean_f * a;
+    }
+    __syncthreads();
   }
 }
 
@@ -274,7 +315,8 @@ const T* optional_ptr(const std::optional<Tensor>& t) {
   return t.has_value() ? static_cast<const T*>(t->const_data_ptr()) : nullptr;
 }
 
-// partial[(n * G + g) * chunks + i], merged in order i = 0, 1, ...
+}  // namespace
+
 void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t N, int64_t C, int64_t num_groups,
                          double eps, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
                          ScalarType dtype, Tensor& mean, Tensor& rstd, float* scale, float* shift,
@@ -284,16 +326,13 @@ void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t 
   STD_TORCH_CHECK(chunks < (int64_t(1) << 31), "convt3d: group too large");
   dispatch_float_type(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t blocks = ceil_div(groups, kThreads / 32);
-    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(blocks, 1 << 30)), kThreads, 0, stream>>>(
+    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(groups, 1 << 30)), kThreads, 0, stream>>>(
         partial, static_cast<int>(chunks), static_cast<int>(num_groups), static_cast<int>(C / num_groups), eps,
         optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<float*>(mean.mutable_data_ptr()),
         static_cast<float*>(rstd.mutable_data_ptr()), scale, shift, groups);
     CONVT3D_CHECK_LAUNCH();
   });
 }
-
-}  // namespace
 
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,
                            const std::optional<Tensor>& bias, Tensor& mean, Tensor& rstd, float* scale, float* shift,

@@ -7,12 +7,6 @@
 //   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
 //                (bias, ReLU, NCDHW stores, GroupNorm partial statistics); warpgroup 2 idles
 //                where all its rows are padding (64 or fewer real rows).
-// With the GroupNorm fused (fused_forward), the consumers count each sample's finished tiles,
-// and the producer warpgroup's spare warps (the TMA warp too once its loads are issued) finalize
-// and normalize the samples whose tiles are all done while the tiles of later samples are
-// computed, so the normalize pass reads h from L2 instead of a separate pass over HBM. They stop
-// waiting when their own CTA's consumers are done (no CTA waits for another to be scheduled),
-// and normalize_rest_kernel normalizes what is left (the last samples).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
 // Two GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
 // output channels, columns = the output positions of one phase, stride 1 being one phase) and
@@ -44,12 +38,6 @@ constexpr int kATileBytes = kTileCo * kRowBytes;
 constexpr int kBTileBytes = kTilePos * kRowBytes;
 constexpr int kStageBytes = kATileBytes + kBTileBytes;
 constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 bytes
-// the fused GroupNorm: one buffer per producer warp after the ring, a piece of h in flight each
-constexpr int kPieceBytes = 8192;
-constexpr int kNormSmemBytes = 4 * kPieceBytes;
-
-// The fused GroupNorm's counters per sample (HopperParams::sample_counters).
-enum SampleCounter { kTilesDone, kGroupsTaken, kGroupsDone, kSampleCounters };
 
 struct HopperParams {
   void* out;                // contiguous (N, Cout, out_P)
@@ -69,16 +57,6 @@ struct HopperParams {
   int kblocks;              // taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
   int out_P, out_H, out_W;  // the real output's sizes
-  // fused GroupNorm (when stats != nullptr): finish_tile, normalize_samples
-  int* sample_counters;     // [N][kSampleCounters], zero at launch
-  int* warp_progress;       // [norm_warps]: the first sample a normalizing warp of the conv kernel left
-  int norm_warps;           // the conv kernel's normalizing warps (4 per CTA)
-  void* y;                  // the normalized output (may be out: in place)
-  const void* gamma;        // (Cout) or nullptr, like beta
-  const void* beta;
-  float *mean, *rstd;       // (N, G)
-  float *scale, *shift;     // (N, Cout)
-  double eps;
 };
 
 #if CONVT3D_HOPPER
@@ -376,170 +354,6 @@ __device__ __forceinline__ void merge_tile_statistics(const HopperParams& p, con
   }
   consumer_barrier();  // row_stats is rewritten by the next tile
 }
-
-// After a tile's statistics chunk is written and the consumers passed their barrier (the end
-// of merge_tile_statistics): counts the tile as finished for its sample; after the CTA's last
-// tile, also tells the CTA's normalizing warps that its consumers are done.
-__device__ __forceinline__ void finish_tile(const HopperParams& p, const TileCoords& tc, bool last,
-                                            volatile int& consumers_done) {
-  if (threadIdx.x == 128) {
-    __threadfence();  // the tile's h stores and statistics chunk before the count
-    atomicAdd(p.sample_counters + tc.n * kSampleCounters + kTilesDone, 1);
-    if (last) {
-      __threadfence();  // the count before the flag (the normalizers' last sweep reads it)
-      consumers_done = 1;
-    }
-  }
-}
-
-// One warp's share of the fused GroupNorm's work (normalize_samples, normalize_rest_kernel). The
-// lanes of a warp call these together. Channel rows are whole 16-byte vectors (checked on the host).
-template <typename T>
-struct SampleNormalizer {
-  static constexpr int kVec = 16 / sizeof(T);
-  static constexpr int kPieceVecs = kPieceBytes / 16;  // a piece: up to this many vectors of one channel row
-  struct alignas(16) Vec {
-    T v[kVec];
-  };
-  const HopperParams& p;
-  int lane, sample_tiles, row_vecs, segments, pieces;
-
-  __device__ __forceinline__ SampleNormalizer(const HopperParams& params)
-      : p(params), lane(threadIdx.x & 31), sample_tiles(p.tiles_per_sample * p.phases * p.co_tiles),
-        row_vecs(p.out_P / kVec), segments((row_vecs + kPieceVecs - 1) / kPieceVecs), pieces(p.Cout * segments) {}
-
-  __device__ __forceinline__ int* counter(int n, SampleCounter which) const {
-    return p.sample_counters + n * kSampleCounters + which;
-  }
-  // lane 0 adds one to a counter; the warp gets the old value
-  __device__ __forceinline__ int take(int* c) const {
-    int v = 0;
-    if (lane == 0) v = atomicAdd(c, 1);
-    return __shfl_sync(0xffffffffu, v, 0);
-  }
-  // lane 0 waits (hopper::wait_counter_at_least); the warp gets the outcome and the acquire
-  __device__ __forceinline__ bool wait(const int* c, int target, const volatile int* stop) const {
-    int reached = 1;
-    if (lane == 0) reached = hopper::wait_counter_at_least(c, target, stop);
-    reached = __shfl_sync(0xffffffffu, reached, 0);
-    __syncwarp();
-    return reached != 0;
-  }
-  // The statistics of sample n's groups that nobody took yet: merge the tiles' chunks, write mean /
-  // rstd and the channels' scale / shift, count the group as published.
-  __device__ __forceinline__ void finalize_groups(int n) const {
-    const int64_t rows = int64_t(n) * p.Cout;
-    for (int g = take(counter(n, kGroupsTaken)); g < p.G; g = take(counter(n, kGroupsTaken))) {
-      const int64_t grp = int64_t(n) * p.G + g;
-      finalize_group_warp<T>(p.stats + grp * sample_tiles, sample_tiles, g, p.cpg, p.eps,
-                             static_cast<const T*>(p.gamma), static_cast<const T*>(p.beta), p.mean + grp,
-                             p.rstd + grp, p.scale + rows, p.shift + rows, lane);
-      __syncwarp();
-      if (lane == 0) {
-        __threadfence();  // the group's scale / shift before its count
-        atomicAdd(counter(n, kGroupsDone), 1);
-      }
-    }
-  }
-  // A piece of sample n: its row (n, c), first vector and vector count.
-  struct Piece {
-    int64_t row;
-    int begin, count;
-  };
-  __device__ __forceinline__ Piece piece_of(int n, int piece) const {
-    const int c = piece / segments, begin = (piece - c * segments) * kPieceVecs;
-    return {int64_t(n) * p.Cout + c, begin, min(kPieceVecs, row_vecs - begin)};
-  }
-  __device__ __forceinline__ const Vec* h_vectors(const Piece& q) const {
-    return reinterpret_cast<const Vec*>(static_cast<const T*>(p.out) + q.row * p.out_P) + q.begin;
-  }
-  __device__ __forceinline__ Vec* y_vectors(const Piece& q) const {
-    return reinterpret_cast<Vec*>(static_cast<T*>(p.y) + q.row * p.out_P) + q.begin;
-  }
-  __device__ __forceinline__ void normalize(Vec& v, float a, float b) const {
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) v.v[e] = from_float<T>(to_float(v.v[e]) * a + b);
-  }
-  // y = h * scale + shift over one piece (its sample's scale / shift published), through registers
-  template <int kUnroll>
-  __device__ __forceinline__ void normalize_piece(const Piece& q) const {
-    const float a = p.scale[q.row], b = p.shift[q.row];
-    const Vec* src = h_vectors(q);
-    Vec* dst = y_vectors(q);
-    for (int i = lane; i < q.count; i += 32 * kUnroll) {
-      Vec v[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < q.count) v[u] = src[i + 32 * u];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < q.count) {
-          normalize(v[u], a, b);
-          dst[i + 32 * u] = v[u];
-        }
-    }
-  }
-  // The same through the warp's shared-memory buffer with bulk copies: a whole piece in flight per
-  // copy (loads through registers, a few hundred bytes per warp, get almost nothing of the L2 path
-  // while the TMA operand loads saturate it: measured 25x slower).
-  __device__ __forceinline__ void normalize_piece_bulk(const Piece& q, Vec* buf, uint64_t* bar,
-                                                       uint32_t& phase) const {
-    const float a = p.scale[q.row], b = p.shift[q.row];
-    const uint32_t bytes = q.count * 16;
-    if (lane == 0) {
-      hopper::bulk_store_wait_read();     // the previous piece's store has read the buffer
-      hopper::fence_proxy_async_global();  // h, acquired through the counters, before the copy reads it
-      hopper::mbar_arrive_expect_tx(bar, bytes);
-      hopper::bulk_load(buf, h_vectors(q), bytes, bar);
-    }
-    hopper::mbar_wait(bar, phase);
-    phase ^= 1;
-    for (int i = lane; i < q.count; i += 32) {
-      Vec v = buf[i];
-      normalize(v, a, b);
-      buf[i] = v;
-    }
-    hopper::fence_proxy_async_shared();  // the buffer's new contents before the store reads them
-    __syncwarp();
-    if (lane == 0) hopper::bulk_store(y_vectors(q), buf, bytes);
-  }
-};
-
-// The conv kernel's spare warps (one shared-memory buffer and mbarrier each): samples in order,
-// each once all its tiles are counted; first the groups' statistics nobody took yet, then, once
-// every group is published, the warp's own pieces (every norm_warps-th: no shared counter, whose
-// atomics serialize in one L2 slice). Stops waiting once the CTA's consumers are done and records
-// the sample it stopped at; then, before leaving, publishes the statistics of any sample this CTA
-// finished last that nobody took (so every sample is published when the kernel ends:
-// normalize_rest_kernel relies on both).
-template <typename T>
-__device__ __forceinline__ void normalize_samples(const HopperParams& p, const volatile int* consumers_done,
-                                                  typename SampleNormalizer<T>::Vec* buf, uint64_t* bar) {
-  const SampleNormalizer<T> w(p);
-  const int warp = blockIdx.x * 4 + threadIdx.x / 32;
-  uint32_t phase = 0;
-  int n = 0;
-  for (; n < p.N; ++n) {
-    if (!w.wait(w.counter(n, kTilesDone), w.sample_tiles, consumers_done)) break;
-    if (hopper::ld_acquire_gpu(w.counter(n, kGroupsDone)) < p.G) {
-      if (*static_cast<volatile int*>(w.counter(n, kGroupsTaken)) < p.G) w.finalize_groups(n);
-      if (!w.wait(w.counter(n, kGroupsDone), p.G, consumers_done)) break;
-    }
-    for (int piece = warp; piece < w.pieces; piece += p.norm_warps)
-      w.normalize_piece_bulk(w.piece_of(n, piece), buf, bar, phase);
-  }
-  if (w.lane == 0) p.warp_progress[warp] = n;
-  if (w.lane == 0) hopper::bulk_store_wait();  // the buffer stays valid until the last store is done
-  __threadfence();  // after the consumers' flag: their last count is visible below
-  for (int tile = blockIdx.x, last_n = -1; tile < p.num_tiles; tile += gridDim.x) {
-    const int n = decode_tile(tile, p).n;
-    if (n == last_n) continue;
-    last_n = n;
-    if (hopper::ld_acquire_gpu(w.counter(n, kTilesDone)) >= w.sample_tiles &&
-        *static_cast<volatile int*>(w.counter(n, kGroupsTaken)) < p.G)
-      w.finalize_groups(n);
-  }
-}
 #endif  // CONVT3D_HOPPER
 
 template <class Cfg, bool kSubpixel>
@@ -553,20 +367,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   __shared__ __align__(8) uint64_t full_bar[kStages];
   __shared__ __align__(8) uint64_t empty_bar[kStages];
-  __shared__ __align__(8) uint64_t norm_bar[4];  // the fused GroupNorm's buffers (normalize_samples)
   __shared__ WelfordPartial row_stats[kTileCo];
-  // set after the consumers' last tile (finish_tile): stops the normalizing warps' waits. (Inside
-  // the tile loop: any code after the 3xTF32 loop made ptxas spill in it.)
-  __shared__ volatile int consumers_done;
 
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
-    consumers_done = 0;
     for (int s = 0; s < kStages; ++s) {
       hopper::mbar_init(&full_bar[s], 1);   // the producer's arrive (+ transaction bytes)
       hopper::mbar_init(&empty_bar[s], 2);  // one arrive per consumer warpgroup
     }
-    for (int w = 0; w < 4; ++w) hopper::mbar_init(&norm_bar[w], 1);
     hopper::mbar_fence_init();
   }
   if (p.w_box_rows < kTileCo) {
@@ -614,16 +422,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-    // the other three warps from the start, this one once its loads are issued (few registers
-    // here: two loads in flight per lane), until the consumers are done
-    __syncwarp();
-    if (p.stats != nullptr) {
-      const int warp = threadIdx.x / 32;
-      normalize_samples<T>(p, &consumers_done,
-                           reinterpret_cast<typename SampleNormalizer<T>::Vec*>(
-                               ring + kStages * kStageBytes + warp * kPieceBytes),
-                           &norm_bar[warp]);
-    }
   } else {
     // ---------------- consumers ----------------
     hopper::setmaxnreg_inc<232>();
@@ -639,10 +437,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
         skip_tile(p.kblocks, full_bar, empty_bar, stage, parity, wg_leader);
-        if (p.stats != nullptr) {
-          merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
-          finish_tile(p, tc, tile + gridDim.x >= p.num_tiles, consumers_done);
-        }
+        if (p.stats != nullptr) merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
       }
       return;
     }
@@ -691,29 +486,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                      real ? fmaxf(sumsq[h] - sum[h] * mean, 0.f) : 0.f};
         }
         merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
-        finish_tile(p, tc, tile + gridDim.x >= p.num_tiles, consumers_done);
       }
     }
-  }
-#endif
-}
-
-// What the conv kernel's spare warps left of the fused GroupNorm (mostly the samples whose last
-// tiles ran at the end): every sample's statistics are published by then, and a piece is left
-// when the warp it belonged to stopped at or before its sample (warp_progress).
-template <typename T>
-__global__ void __launch_bounds__(256) normalize_rest_kernel(const __grid_constant__ HopperParams p) {
-#if CONVT3D_HOPPER
-  const SampleNormalizer<T> w(p);
-  const int warp = blockIdx.x * 8 + threadIdx.x / 32, warps = gridDim.x * 8;
-  for (int n = p.N - 1; n >= 0; --n) {
-    bool any = false;  // none of this warp's pieces left in n: none in the samples before it either
-    for (int piece = warp; piece < w.pieces; piece += warps) {
-      if (p.warp_progress[piece % p.norm_warps] > n) continue;  // the conv kernel's warp did it
-      any = true;
-      w.template normalize_piece<4>(w.piece_of(n, piece));
-    }
-    if (!any) break;
   }
 #endif
 }
@@ -825,35 +599,25 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
          info.max_smem_optin >= kSmemBytes;
 }
 
-bool hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
-                                const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
-                                Workspace& ws, const FusedGroupNorm* gn) {
+WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
+                                           const std::optional<Tensor>& bias, Tensor& out, MathMode mode,
+                                           cudaStream_t stream, Workspace& ws, int64_t num_groups) {
   const GemmShape shape = gemm_shape(g, mode);
   const int eb = elem_bytes(mode);
   const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
   const int64_t w_rows = shape.phases * shape.rows;
-  const int64_t sample_tiles = ceil_div(shape.P(), kTilePos) * shape.phases * (shape.rows / kTileCo);
-  // the fused GroupNorm: channel rows of whole 16-byte vectors (bulk copies, vector accesses), piece
-  // numbers in an int, and room for the producer warps' buffers next to the ring
-  const int64_t row_bytes = g.out_positions() * eb;
-  const bool fuse_norm = gn != nullptr && row_bytes % 16 == 0 &&
-                         g.Cout * ceil_div(row_bytes, kPieceBytes) < (int64_t(1) << 31) &&
-                         device_info(x.get_device_index()).max_smem_optin >= kSmemBytes + kNormSmemBytes + 2048;  // + the static shared memory
 
-  // channels-last activations and K-major weights, zero-padded; for the fused GroupNorm the
-  // statistics chunks of every (sample, group, tile) and two counters per sample
+  // channels-last activations and K-major weights, zero-padded
   const int xp_slice = ws.reserve(g.N * g.in_positions() * Cs * eb);
   const int wp_slice = ws.reserve(w_rows * T * Cs * eb);
   const int stats_slice =
-      fuse_norm ? ws.reserve(g.N * gn->num_groups * sample_tiles * int64_t(sizeof(WelfordPartial))) : -1;
-  const int sm_count = device_info(x.get_device_index()).sm_count;
-  const int counters_slice = fuse_norm ? ws.reserve(g.N * kSampleCounters * int64_t(sizeof(int))) : -1;
-  const int progress_slice = fuse_norm ? ws.reserve(4 * sm_count * int64_t(sizeof(int))) : -1;  // 4 warps per CTA
+      num_groups > 0 ? ws.reserve(g.N * num_groups * hopper_stats_chunks(g) * int64_t(sizeof(WelfordPartial))) : -1;
   ws.allocate(x);
   void* xp = ws.slice<void>(xp_slice);
   void* wp = ws.slice<void>(wp_slice);
+  WelfordPartial* stats = num_groups > 0 ? ws.slice<WelfordPartial>(stats_slice) : nullptr;
   const int split_block = split ? static_cast<int>(ch) : 0;
   pack_activation(x, xp, 1, shape.Cp, round, stream, split_block);
   pack_weight_phases(weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.subpixel, round, stream, split_block);
@@ -894,6 +658,7 @@ bool hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   HopperParams p{};
   p.out = out.mutable_data_ptr();
   p.bias = bias.has_value() ? bias->const_data_ptr() : nullptr;
+  p.stats = stats;
   p.N = static_cast<int>(g.N);
   p.Cout = static_cast<int>(g.Cout);
   p.P = static_cast<int>(shape.P());
@@ -916,43 +681,26 @@ bool hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
   p.parts = split ? 2 : 1;
   p.passes = split ? 3 : 1;
   p.kblocks = static_cast<int>(T * p.c_blocks * p.passes);
+  p.G = static_cast<int>(num_groups);
+  p.cpg = num_groups > 0 ? static_cast<int>(g.Cout / num_groups) : 0;
   p.out_P = static_cast<int>(g.out_positions());
   p.out_H = static_cast<int>(g.out[1]);
   p.out_W = static_cast<int>(g.out[2]);
-  if (fuse_norm) {
-    p.stats = ws.slice<WelfordPartial>(stats_slice);
-    p.sample_counters = ws.slice<int>(counters_slice);
-    CONVT3D_CUDA_CHECK(cudaMemsetAsync(p.sample_counters, 0, g.N * kSampleCounters * sizeof(int), stream));
-    p.G = static_cast<int>(gn->num_groups);
-    p.cpg = static_cast<int>(g.Cout / gn->num_groups);
-    p.y = gn->y.mutable_data_ptr();
-    p.gamma = gn->gamma.has_value() ? gn->gamma->const_data_ptr() : nullptr;
-    p.beta = gn->beta.has_value() ? gn->beta->const_data_ptr() : nullptr;
-    p.mean = static_cast<float*>(gn->mean.mutable_data_ptr());
-    p.rstd = static_cast<float*>(gn->rstd.mutable_data_ptr());
-    p.scale = ws.slice<float>(gn->scale_slice);
-    p.shift = ws.slice<float>(gn->shift_slice);
-    p.eps = gn->eps;
-  }
 
-  const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, sm_count));
-  if (fuse_norm) {
-    p.warp_progress = ws.slice<int>(progress_slice);  // each normalizing warp writes its entry
-    p.norm_warps = 4 * grid;
-  }
+  const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
     using Cfg = decltype(cfg);
     auto kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true> : hopper_conv_kernel<Cfg, false>;
-    const int smem = kSmemBytes + (fuse_norm ? kNormSmemBytes : 0);
-    set_dynamic_smem(kernel, smem);
-    kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, p);
+    set_dynamic_smem(kernel, kSmemBytes);
+    kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
     CONVT3D_CHECK_LAUNCH();
-    if (fuse_norm) {
-      normalize_rest_kernel<typename Cfg::T><<<2 * grid, 256, 0, stream>>>(p);
-      CONVT3D_CHECK_LAUNCH();
-    }
   });
-  return fuse_norm;
+  return stats;
+}
+
+int64_t hopper_stats_chunks(const ConvTransposeGeometry& g) {
+  const GemmShape s = gemm_shape(g, MathMode::kTf32);  // the tiling does not depend on the math mode
+  return ceil_div(s.P(), kTilePos) * s.phases * (s.rows / kTileCo);
 }
 
 }  // namespace convt3d

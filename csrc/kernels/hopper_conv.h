@@ -6,7 +6,7 @@
 // correlation per output phase (common/gemm_forms.h; stride 1 is one phase: the flipped
 // kernel). Tile: 128 output channels x 256 positions of one (sample, phase); the accumulator
 // rows are channels and its columns positions, so the epilogue stores NCDHW directly (bias,
-// ReLU, and optionally the GroupNorm: statistics, then normalization).
+// ReLU, and optional GroupNorm partial statistics).
 //
 // Kernel == stride (kW == 2, no padding; the U-Net decoder's k = s = 2) runs as one GEMM
 // over input positions whose rows are (output channel, kernel tap): the sub-pixel form.
@@ -23,12 +23,13 @@ namespace convt3d {
 bool hopper_supports(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
 
 // out: contiguous (N, Cout, Do, Ho, Wo). The packed operands become slices of ws, which is
-// allocated here together with the slices the caller reserved. With gn the GroupNorm of relu(out)
-// is applied too (statistics in the epilogue, the normalize pass by the kernel's spare warps as
-// samples complete, the rest by a second kernel) and it returns true; false when it did not:
-// out then holds relu(conv) only.
-bool hopper_conv_transpose_relu(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                                const std::optional<Tensor>& bias, Tensor& out, MathMode mode, cudaStream_t stream,
-                                Workspace& ws, const FusedGroupNorm* gn = nullptr);
+// allocated here together with the slices the caller reserved. With num_groups > 0 the epilogue
+// also writes GroupNorm partial statistics of relu(out) for num_groups groups into a slice of ws,
+// returned, laid out for group_norm_finalize with hopper_stats_chunks(geo) chunks per (sample,
+// group); nullptr otherwise.
+WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
+                                           const std::optional<Tensor>& bias, Tensor& out, MathMode mode,
+                                           cudaStream_t stream, Workspace& ws, int64_t num_groups = 0);
+int64_t hopper_stats_chunks(const ConvTransposeGeometry& geo);
 
 }  // namespace convt3d
