@@ -15,12 +15,6 @@ enum class ForwardPath { kPortable, kHopper };
 ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
 const char* forward_path_name(ForwardPath path);
 
-// GroupNorm partial statistics that the forward kernel produced on the side.
-struct ForwardStats {
-  const WelfordPartial* partial;  // [(n * G + g) * chunks + i], a slice of the call's workspace
-  int64_t chunks;
-};
-
 // out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias). The
 // temporaries are slices of ws, allocated here with the slices the caller reserved before.
 // With stats_groups > 0, a path that reduces the GroupNorm statistics in its epilogue returns

@@ -65,12 +65,8 @@ std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeome
     ws.allocate(x);
     return std::nullopt;
   }
-  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
-    const WelfordPartial* partial = hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws,
-                                                               std::max<int64_t>(stats_groups, 0));
-    if (partial == nullptr) return std::nullopt;
-    return ForwardStats{partial, hopper_stats_chunks(geo)};
-  }
+  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
+    return hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws, std::max<int64_t>(stats_groups, 0));
   portable_forward(geo, x, weight, bias, out, mode, stream, ws);
   return std::nullopt;
 }

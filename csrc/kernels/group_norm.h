@@ -22,6 +22,13 @@ __host__ __device__ inline WelfordPartial welford_merge(const WelfordPartial& a,
   return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
 }
 
+// GroupNorm partial statistics that a forward kernel produced on the side (the Hopper conv
+// epilogue), for group_norm_finalize.
+struct ForwardStats {
+  const WelfordPartial* partial;  // [(n * G + g) * chunks + i], a slice of the call's workspace
+  int64_t chunks;
+};
+
 // mean, rstd: (N, G) float32. scale, shift: N * C floats each (device memory) with
 // y = x * scale[n, c] + shift[n, c]  (the normalization and the affine folded).
 void group_norm_statistics(const Tensor& x, int64_t num_groups, double eps, const std::optional<Tensor>& weight,

@@ -599,21 +599,24 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
          info.max_smem_optin >= kSmemBytes;
 }
 
-WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x, const Tensor& weight,
-                                           const std::optional<Tensor>& bias, Tensor& out, MathMode mode,
-                                           cudaStream_t stream, Workspace& ws, int64_t num_groups) {
+std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
+                                                       const Tensor& weight, const std::optional<Tensor>& bias,
+                                                       Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
+                                                       int64_t num_groups) {
   const GemmShape shape = gemm_shape(g, mode);
   const int eb = elem_bytes(mode);
   const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
   const int64_t w_rows = shape.phases * shape.rows;
+  // the tiles of one sample, each a chunk of the sample's GroupNorm statistics
+  const int64_t sample_tiles = ceil_div(shape.P(), kTilePos) * shape.phases * (shape.rows / kTileCo);
 
   // channels-last activations and K-major weights, zero-padded
   const int xp_slice = ws.reserve(g.N * g.in_positions() * Cs * eb);
   const int wp_slice = ws.reserve(w_rows * T * Cs * eb);
   const int stats_slice =
-      num_groups > 0 ? ws.reserve(g.N * num_groups * hopper_stats_chunks(g) * int64_t(sizeof(WelfordPartial))) : -1;
+      num_groups > 0 ? ws.reserve(g.N * num_groups * sample_tiles * int64_t(sizeof(WelfordPartial))) : -1;
   ws.allocate(x);
   void* xp = ws.slice<void>(xp_slice);
   void* wp = ws.slice<void>(wp_slice);
@@ -669,7 +672,7 @@ WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const
   p.co_tiles = static_cast<int>(shape.rows / kTileCo);
   p.rows_per_phase = static_cast<int>(shape.rows);
   p.w_box_rows = static_cast<int>(w_box_rows);
-  p.num_tiles = p.N * p.tiles_per_sample * p.phases * p.co_tiles;
+  p.num_tiles = static_cast<int>(g.N * sample_tiles);
   for (int d = 0; d < 3; ++d) {
     p.lower[d] = shape.lower[d];
     p.k[d] = static_cast<int>(shape.offsets[d]);
@@ -695,12 +698,8 @@ WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const
     kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
     CONVT3D_CHECK_LAUNCH();
   });
-  return stats;
-}
-
-int64_t hopper_stats_chunks(const ConvTransposeGeometry& g) {
-  const GemmShape s = gemm_shape(g, MathMode::kTf32);  // the tiling does not depend on the math mode
-  return ceil_div(s.P(), kTilePos) * s.phases * (s.rows / kTileCo);
+  if (stats == nullptr) return std::nullopt;
+  return ForwardStats{stats, sample_tiles};
 }
 
 }  // namespace convt3d

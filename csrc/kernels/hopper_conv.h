@@ -25,11 +25,10 @@ bool hopper_supports(const ConvTransposeGeometry& geo, MathMode mode, int device
 // out: contiguous (N, Cout, Do, Ho, Wo). The packed operands become slices of ws, which is
 // allocated here together with the slices the caller reserved. With num_groups > 0 the epilogue
 // also writes GroupNorm partial statistics of relu(out) for num_groups groups into a slice of ws,
-// returned, laid out for group_norm_finalize with hopper_stats_chunks(geo) chunks per (sample,
-// group); nullptr otherwise.
-WelfordPartial* hopper_conv_transpose_relu(const ConvTransposeGeometry& geo, const Tensor& x, const Tensor& weight,
-                                           const std::optional<Tensor>& bias, Tensor& out, MathMode mode,
-                                           cudaStream_t stream, Workspace& ws, int64_t num_groups = 0);
-int64_t hopper_stats_chunks(const ConvTransposeGeometry& geo);
+// returned with their chunk count per (sample, group) for group_norm_finalize; nothing otherwise.
+std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& geo, const Tensor& x,
+                                                       const Tensor& weight, const std::optional<Tensor>& bias,
+                                                       Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
+                                                       int64_t num_groups = 0);
 
 }  // namespace convt3d
