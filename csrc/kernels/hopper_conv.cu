@@ -7,7 +7,8 @@
 //   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
 //                (bias, ReLU, NCDHW stores, GroupNorm partial statistics); warpgroup 2 idles
 //                where all its rows are padding (64 or fewer real rows).
-// A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half).
+// A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half), or 64 bytes (32
+// half, the 64-byte swizzle, twice the stages: Ring) for 16-bit operands with at most 32 input channels.
 // Two GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
 // output channels, columns = the output positions of one phase, stride 1 being one phase) and
 // W sub-pixel (stride 2 along W: phases over (d, h); rows = (channel, W-phase), columns = the
@@ -31,13 +32,23 @@ namespace {
 
 constexpr int kTileCo = 128;   // output channels per tile: 2 consumer warpgroups x 64
 constexpr int kTilePos = 256;  // output positions per tile (one sample)
-constexpr int kStages = 4;
 constexpr int kThreads = 384;
-constexpr int kRowBytes = 128;  // bytes of K per operand row and K-block (one 128-byte swizzle span)
-constexpr int kATileBytes = kTileCo * kRowBytes;
-constexpr int kBTileBytes = kTilePos * kRowBytes;
-constexpr int kStageBytes = kATileBytes + kBTileBytes;
-constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 bytes
+
+// The shared-memory ring of K-blocks whose operand rows hold kRow bytes of K: 128 (one 128-byte
+// swizzle span: 32 fp32 or 64 16-bit channels), or 64 (the 64-byte swizzle: 32 16-bit channels,
+// for 16-bit operands with at most 32 input channels, which a 128-byte K-block half fills with
+// zeros). Both take the same shared memory: the 64-byte ring has twice the stages.
+template <int kRow>
+struct Ring {
+  static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
+  static constexpr int kRowBytes = kRow;
+  static constexpr int kStages = 4 * 128 / kRow;
+  static constexpr int kATileBytes = kTileCo * kRow;
+  static constexpr int kBTileBytes = kTilePos * kRow;
+  static constexpr int kStageBytes = kATileBytes + kBTileBytes;
+  static constexpr int kKSteps = kRow / 32;  // wgmma k-steps (32 bytes of K each) per K-block
+};
+constexpr int kSmemBytes = 4 * (kTileCo + kTilePos) * 128 + 1024;  // either ring, + slack to align it to 1024 bytes
 
 struct HopperParams {
   void* out;                // contiguous (N, Cout, out_P)
@@ -109,9 +120,19 @@ __device__ __forceinline__ int chunk_index(const TileCoords& tc, const HopperPar
   return (tc.t * p.phases + tc.phase) * p.co_tiles + tc.ct;
 }
 
+// A K-major operand tile's wgmma descriptor in the ring's swizzle.
+template <int kRow>
+__device__ __forceinline__ uint64_t smem_desc(const void* tile) {
+  if constexpr (kRow == 128)
+    return hopper::smem_desc_sw128(tile);
+  else
+    return hopper::smem_desc_sw64(tile);
+}
+
 // The ring's next stage; the mbarrier parity flips at each wrap.
+template <class R>
 __device__ __forceinline__ void next_stage(int& stage, uint32_t& parity) {
-  if (++stage == kStages) {
+  if (++stage == R::kStages) {
     stage = 0;
     parity ^= 1;
   }
@@ -121,34 +142,35 @@ __device__ __forceinline__ void next_stage(int& stage, uint32_t& parity) {
 // epilogue after it), but every stage is handed back as it arrives, since the producer
 // refills a stage only when both warpgroups released it. (Zeroing acc here instead would make
 // ptxas serialize the other path's wgmma: it then sees non-wgmma writes of the accumulators.)
+template <class R>
 __device__ __forceinline__ void skip_tile(int kblocks, uint64_t* full_bar, uint64_t* empty_bar, int& stage,
                                           uint32_t& parity, bool leader) {
   for (int kb = 0; kb < kblocks; ++kb) {
     hopper::mbar_wait(&full_bar[stage], parity);
     if (leader) hopper::mbar_arrive(&empty_bar[stage]);
-    next_stage(stage, parity);
+    next_stage<R>(stage, parity);
   }
 }
 
 // One tile's mainloop of a consumer warpgroup: its 64 rows x 256 positions into acc, stage by
 // stage; a stage goes back to the producer once the MMAs that read it have completed.
-template <typename T>
+template <typename T, class R>
 __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                            uint64_t* empty_bar, int& stage, uint32_t& parity, int cw, bool leader) {
   int prev_stage = 0;
   for (int kb = 0; kb < kblocks; ++kb) {
     hopper::mbar_wait(&full_bar[stage], parity);
-    const uint64_t da = hopper::smem_desc_sw128(ring + stage * kStageBytes + cw * 64 * kRowBytes);
-    const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
+    const uint64_t da = smem_desc<R::kRowBytes>(ring + stage * R::kStageBytes + cw * 64 * R::kRowBytes);
+    const uint64_t db = smem_desc<R::kRowBytes>(ring + stage * R::kStageBytes + R::kATileBytes);
     hopper::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks)  // 32 bytes of K per step: +2 in the descriptor's address field
+    for (int ks = 0; ks < R::kKSteps; ++ks)  // 32 bytes of K per step: +2 in the descriptor's address field
       wgmma_k_step<T>(acc, da + 2 * ks, db + 2 * ks, (kb > 0 || ks > 0) ? 1 : 0);
     hopper::wgmma_commit();
     hopper::wgmma_wait<1>();  // the previous K-block's MMAs are done: its stage can be refilled
     if (kb > 0 && leader) hopper::mbar_arrive(&empty_bar[prev_stage]);
     prev_stage = stage;
-    next_stage(stage, parity);
+    next_stage<R>(stage, parity);
   }
   hopper::wgmma_wait<0>();
   hopper::fence_registers(acc);
@@ -163,17 +185,18 @@ __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8
 __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                                   uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
                                                   bool leader) {
+  using R = Ring<128>;  // fp32 operands
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.f;
   float part[64];
   for (int kb = 0; kb < kblocks; ++kb) {
     hopper::mbar_wait(&full_bar[stage], parity);
-    const uint64_t da = hopper::smem_desc_sw128(ring + stage * kStageBytes + cw * 64 * kRowBytes);
-    const uint64_t db = hopper::smem_desc_sw128(ring + stage * kStageBytes + kATileBytes);
+    const uint64_t da = hopper::smem_desc_sw128(ring + stage * R::kStageBytes + cw * 64 * R::kRowBytes);
+    const uint64_t db = hopper::smem_desc_sw128(ring + stage * R::kStageBytes + R::kATileBytes);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       // positions 128 * half ..: 128 rows of 128 bytes further, +1024 in the address field
-      const uint64_t db_half = db + half * (128 * kRowBytes >> 4);
+      const uint64_t db_half = db + half * (128 * R::kRowBytes >> 4);
       hopper::wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) hopper::wgmma_m64n128k8_tf32(part, da + 2 * ks, db_half + 2 * ks, ks > 0 ? 1 : 0);
@@ -184,7 +207,7 @@ __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks
       for (int i = 0; i < 64; ++i) acc[64 * half + i] += part[i];  // columns 128 * half + .. (see wgmma layout)
     }
     if (leader) hopper::mbar_arrive(&empty_bar[stage]);
-    next_stage(stage, parity);
+    next_stage<R>(stage, parity);
   }
 }
 
@@ -356,22 +379,24 @@ __device__ __forceinline__ void merge_tile_statistics(const HopperParams& p, con
 }
 #endif  // CONVT3D_HOPPER
 
-template <class Cfg, bool kSubpixel>
+template <class Cfg, bool kSubpixel, int kRow>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_conv_kernel(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap,
                        const HopperParams p) {
 #if CONVT3D_HOPPER
   using T = typename Cfg::T;
-  constexpr int kCh = kRowBytes / sizeof(T);  // channels per K-block
+  using R = Ring<kRow>;
+  static_assert(kRow == 128 || !Cfg::kSplit, "3xTF32 runs on 128-byte rows");
+  constexpr int kCh = kRow / sizeof(T);  // channels per K-block
   extern __shared__ uint8_t smem_raw[];
   uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  __shared__ __align__(8) uint64_t full_bar[kStages];
-  __shared__ __align__(8) uint64_t empty_bar[kStages];
+  __shared__ __align__(8) uint64_t full_bar[R::kStages];
+  __shared__ __align__(8) uint64_t empty_bar[R::kStages];
   __shared__ WelfordPartial row_stats[kTileCo];
 
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
+    for (int s = 0; s < R::kStages; ++s) {
       hopper::mbar_init(&full_bar[s], 1);   // the producer's arrive (+ transaction bytes)
       hopper::mbar_init(&empty_bar[s], 2);  // one arrive per consumer warpgroup
     }
@@ -379,9 +404,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   if (p.w_box_rows < kTileCo) {
     // the weight rows no load writes: zero once in every stage (async proxy: wgmma reads them)
-    const int per_stage = (kTileCo - p.w_box_rows) * kRowBytes / 16;
-    for (int i = threadIdx.x; i < kStages * per_stage; i += kThreads)
-      reinterpret_cast<uint4*>(ring + (i / per_stage) * kStageBytes + p.w_box_rows * kRowBytes)[i % per_stage] =
+    const int per_stage = (kTileCo - p.w_box_rows) * kRow / 16;
+    for (int i = threadIdx.x; i < R::kStages * per_stage; i += kThreads)
+      reinterpret_cast<uint4*>(ring + (i / per_stage) * R::kStageBytes + p.w_box_rows * kRow)[i % per_stage] =
           make_uint4(0, 0, 0, 0);
     hopper::fence_proxy_async_shared();
   }
@@ -411,14 +436,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int w_block = (f * p.c_blocks + cb) * p.parts + (pass == 2);  // pass 2: small weights
           const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
           hopper::mbar_wait(&empty_bar[stage], parity ^ 1);
-          uint8_t* a = ring + stage * kStageBytes;
-          hopper::mbar_arrive_expect_tx(&full_bar[stage], p.w_box_rows * kRowBytes + kBTileBytes);
+          uint8_t* a = ring + stage * R::kStageBytes;
+          hopper::mbar_arrive_expect_tx(&full_bar[stage], p.w_box_rows * kRow + R::kBTileBytes);
           hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, tc.phase * p.rows_per_phase + tc.ct * kTileCo);
-          hopper::tma_load_im2col_5d(a + kATileBytes, &xmap, &full_bar[stage], x_block * kCh, start.w + p.lower[2],
+          hopper::tma_load_im2col_5d(a + R::kATileBytes, &xmap, &full_bar[stage], x_block * kCh, start.w + p.lower[2],
                                      start.h + p.lower[1], start.d + p.lower[0], tc.n,
                                      static_cast<uint16_t>(fw + off[2]), static_cast<uint16_t>(fh + off[1]),
                                      static_cast<uint16_t>(fd + off[0]));
-          next_stage(stage, parity);
+          next_stage<R>(stage, parity);
         }
       }
     }
@@ -436,7 +461,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (cw == 1 && p.w_box_rows <= 64) {
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
-        skip_tile(p.kblocks, full_bar, empty_bar, stage, parity, wg_leader);
+        skip_tile<R>(p.kblocks, full_bar, empty_bar, stage, parity, wg_leader);
         if (p.stats != nullptr) merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
       }
       return;
@@ -447,7 +472,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if constexpr (Cfg::kSplit)
         accumulate_3xtf32(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
       else
-        accumulate<T>(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
+        accumulate<T, R>(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
 
       // ---- epilogue: bias, ReLU, stores, and per-row sums for the statistics ----
       const int row0 = cw * 64 + warp * 16 + (lane >> 2);  // tile row of h = 0 (h = 1: +8)
@@ -534,6 +559,7 @@ struct GemmShape {
   int64_t offsets[3];    // filter offsets walked per dimension
   int64_t positions[3];  // GEMM columns per (sample, phase): a grid of these extents
   int lower[3], upper[3];  // im2col bounding-box corners (d, h, w)
+  int row_bytes;         // bytes of K per operand row (Ring): 128, or 64 for 16-bit operands and Cin <= 32
   int64_t real_rows;     // A rows per phase that hold a channel
   int64_t rows;          // the same padded to whole tiles
   int64_t ch;            // channels per K-block
@@ -559,7 +585,8 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
   s.subpixel = prefer_w_subpixel(g);
   s.valid = true;
   s.phases = 1;
-  s.ch = kRowBytes / elem_bytes(mode);
+  s.row_bytes = elem_bytes(mode) == 2 && g.Cin <= 32 ? 64 : 128;
+  s.ch = s.row_bytes / elem_bytes(mode);
   s.Cp = round_up(g.Cin, s.ch);
   s.Cs = s.Cp * (mode == MathMode::kFp32 ? 2 : 1);
   for (int d = 0; d < 3; ++d) {
@@ -630,6 +657,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int64_t w_box_rows = shape.rows == kTileCo ? round_up(shape.real_rows, 8) : kTileCo;
 
   const auto& drv = driver();
+  const CUtensorMapSwizzle swizzle = shape.row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
   CUtensorMap wmap, xmap;
   {
     const cuuint64_t dims[2] = {static_cast<cuuint64_t>(T * Cs), static_cast<cuuint64_t>(w_rows)};
@@ -637,8 +665,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     const cuuint32_t box[2] = {static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(w_box_rows)};
     const cuuint32_t estr[2] = {1, 1};
     const CUresult r = drv.encode_tiled(&wmap, tma_dtype(mode), 2, wp, dims, strides, box, estr,
-                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the weight tensor map failed (", int(r), ")");
   }
   {
@@ -653,8 +681,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
     const CUresult r = drv.encode_im2col(&xmap, tma_dtype(mode), 5, xp, dims, strides, lower,
                                          upper, static_cast<cuuint32_t>(ch), kTilePos, estr,
-                                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                         CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                                         CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the im2col tensor map failed (", int(r), ")");
   }
 
@@ -693,7 +721,11 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
     using Cfg = decltype(cfg);
-    auto kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true> : hopper_conv_kernel<Cfg, false>;
+    auto kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true, 128> : hopper_conv_kernel<Cfg, false, 128>;
+    if constexpr (sizeof(typename Cfg::T) == 2) {
+      if (shape.row_bytes == 64)
+        kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true, 64> : hopper_conv_kernel<Cfg, false, 64>;
+    }
     set_dynamic_smem(kernel, kSmemBytes);
     kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
     CONVT3D_CHECK_LAUNCH();

@@ -86,6 +86,12 @@ __device__ __forceinline__ uint64_t smem_desc_sw128(const void* tile) {
   const uint32_t addr = smem_u32(tile);
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
+// The same for rows of 64 bytes in the 64-byte swizzle (8-row groups of 512 bytes, tile base
+// 512-byte aligned): SBO = 512, layout type 2.
+__device__ __forceinline__ uint64_t smem_desc_sw64(const void* tile) {
+  const uint32_t addr = smem_u32(tile);
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(512 >> 4) << 32) | (uint64_t(2) << 62);
+}
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
