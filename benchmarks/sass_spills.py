@@ -23,12 +23,12 @@ def main():
         lines = [l.strip() for l in f.split("\n") if re.match(r"\s+/\*[0-9a-f]{4,}\*/", l)]
         spills = [i for i, l in enumerate(lines) if re.search(r"\b(STL|LDL)\b", l)]
         print(f"== {name[:160]}\n   {len(lines)} instructions, {len(spills)} local accesses")
-        marks = [(i, l) for i, l in enumerate(lines) if any(m in l for m in LANDMARKS)]
-        # landmarks compressed: the first and last of each kind, and the spills between them
+        # landmarks compressed to the first and last of each kind; the spills by position after them
         seen = {}
-        for i, l in marks:
-            kind = next(m for m in LANDMARKS if m in l)
-            seen.setdefault(kind, []).append(i)
+        for i, l in enumerate(lines):
+            kind = next((m for m in LANDMARKS if m in l), None)
+            if kind is not None:
+                seen.setdefault(kind, []).append(i)
         for kind, idx in seen.items():
             print(f"   {kind:18s} n={len(idx):4d} first {idx[0]:6d} last {idx[-1]:6d}")
         for i in spills:
