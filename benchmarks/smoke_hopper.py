@@ -11,7 +11,8 @@ import convt3d_ops
 PROBLEMS = [  # (N, Cin, Cout, spatial, k, padding, stride, groups)
     (2, 64, 128, (8, 8, 8), 3, 0, 1, 8),
     (1, 16, 144, (3, 4, 5), 3, (1, 0, 1), 1, 3),
-    (2, 8, 16, (4, 4, 4), 2, 0, 1, 4),
+    (2, 8, 16, (4, 4, 4), 2, 0, 1, 4),     # W-rows form, 32 rows (one warpgroup)
+    (2, 32, 32, (6, 7, 40), 3, 1, 1, 8),   # W-rows form, 96 rows, W padding (an extended column grid)
     (2, 128, 64, (8, 8, 8), 2, 0, 2, 8),   # W sub-pixel form, k2 s2: even W
     (2, 24, 40, (3, 5, 7), 2, 0, 2, 4),    # W sub-pixel form, k2 s2: odd W
     (2, 32, 64, (8, 8, 8), 4, 1, 2, 8),    # W sub-pixel form, k4 s2 p1 (three W taps)

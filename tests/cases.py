@@ -100,5 +100,13 @@ CASES = [
     Case("wide_rows", n=1, size=(2, 3, 300), num_groups=2, bias=True),
     Case("kernel_w5", size=(5, 3, 7), kernel=(3, 3, 5), padding=(0, 1, 2), num_groups=8),
     Case("many_w_taps", size=(3, 3, 4), kernel=(1, 1, 11), padding=(0, 0, 3)),
+    # the Hopper W-rows form (stride 1, kW * round_up(Cout, 8) <= 96; most stride-1 cases above run in
+    # it too): 96 rows, so the second consumer warpgroup holds real rows, with two K-blocks of input
+    # channels, padding in D and W and a group straddling the warpgroups; 11 W taps with W padding
+    # (columns past the output width that still hold pixels) over several tiles per row
+    Case("wrows_two_warpgroups", c_in=40, c_out=48, size=(4, 5, 9), kernel=(3, 2, 2), padding=(1, 0, 1),
+         num_groups=6, bias=True),
+    Case("wrows_long_w_kernel", n=1, c_out=8, size=(2, 3, 300), kernel=(1, 2, 11), padding=(0, 1, 5),
+         num_groups=2),
 ]
 CASE_IDS = [c.name for c in CASES]

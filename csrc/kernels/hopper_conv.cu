@@ -4,15 +4,17 @@
 //   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
 //                rows x 128 B) into a 4-stage ring (full/empty mbarriers);
-//   warpgroups 1, 2: wgmma m64n256 over their 64 output channels, then the epilogue
-//                (bias, ReLU, NCDHW stores, GroupNorm partial statistics); warpgroup 2 idles
-//                where all its rows are padding (64 or fewer real rows).
+//   warpgroups 1, 2: wgmma m64n256 over their 64 tile rows, then the epilogue (bias, ReLU,
+//                NCDHW stores, GroupNorm partial statistics); warpgroup 2 has no MMAs where all
+//                its rows are padding (64 or fewer real rows).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half), or 64 bytes (32
 // half, the 64-byte swizzle, twice the stages: Ring) for 16-bit operands with at most 32 input channels.
-// Two GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
-// output channels, columns = the output positions of one phase, stride 1 being one phase) and
+// Three GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
+// output channels, columns = the output positions of one phase, stride 1 being one phase),
 // W sub-pixel (stride 2 along W: phases over (d, h); rows = (channel, W-phase), columns = the
-// phase's positions with W counted in input steps).
+// phase's positions with W counted in input steps) and W rows (stride 1, few channels: rows =
+// (W tap, channel), K over the (d, h) taps; the epilogue stages the tile in shared memory and
+// sums each output's kW shifted rows).
 // 3xTF32 (fp32 with TF32 off): both operands are packed as [big | small] TF32 pairs of
 // K-blocks, and every real K-block becomes three passes (stages), big x big, small x big and
 // big x small, of TF32 wgmma (the small x small term is dropped); see accumulate_3xtf32.
@@ -37,18 +39,30 @@ constexpr int kThreads = 384;
 // The shared-memory ring of K-blocks whose operand rows hold kRow bytes of K: 128 (one 128-byte
 // swizzle span: 32 fp32 or 64 16-bit channels), or 64 (the 64-byte swizzle: 32 16-bit channels,
 // for 16-bit operands with at most 32 input channels, which a 128-byte K-block half fills with
-// zeros). Both take the same shared memory: the 64-byte ring has twice the stages.
-template <int kRow>
+// zeros). Either row width fills the same kRingBytes: the 64-byte ring has twice the stages.
+// The W-rows form takes half of it (two 128-byte stages) and stages its tile in the rest.
+constexpr int kRingBytes = 4 * (kTileCo + kTilePos) * 128;
+template <int kRow, int kBytes = kRingBytes>
 struct Ring {
   static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
   static constexpr int kRowBytes = kRow;
-  static constexpr int kStages = 4 * 128 / kRow;
   static constexpr int kATileBytes = kTileCo * kRow;
   static constexpr int kBTileBytes = kTilePos * kRow;
   static constexpr int kStageBytes = kATileBytes + kBTileBytes;
+  static constexpr int kStages = kBytes / kStageBytes;
   static constexpr int kKSteps = kRow / 32;  // wgmma k-steps (32 bytes of K each) per K-block
 };
-constexpr int kSmemBytes = 4 * (kTileCo + kTilePos) * 128 + 1024;  // either ring, + slack to align it to 1024 bytes
+template <int kRow, GemmForm kForm>
+using RingOf = Ring<kRow, kForm == GemmForm::kWRows ? kRingBytes / 2 : kRingBytes>;
+
+// W-rows form: the tile's accumulators staged as fp32 rows of kStagePitch floats (+8: a warp's
+// float2 stores of 8 rows take two shared-memory wavefronts instead of eight).
+constexpr int kStagePitch = kTilePos + 8;
+constexpr int kStagingBytes = kWRowsMaxRows * kStagePitch * 4;
+// dynamic shared memory: the ring (+ the staging), + slack to align it to 1024 bytes
+constexpr int smem_bytes(GemmForm form) {
+  return (form == GemmForm::kWRows ? kRingBytes / 2 + kStagingBytes : kRingBytes) + 1024;
+}
 
 struct HopperParams {
   void* out;                // contiguous (N, Cout, out_P)
@@ -57,6 +71,8 @@ struct HopperParams {
   int N, Cout;
   int P, Ho, Wo;            // GEMM columns per (sample, phase): positions, and their H, W extents
   int tiles_per_sample, phases, co_tiles, num_tiles;
+  int tile_step;            // columns between consecutive tiles: 256, or 256 - (kW - 1) in the W-rows form
+  int w_taps, w_row_block;  // W-rows form: kW, and rows per W tap (Cr)
   int rows_per_phase;       // weight rows of one phase (co_tiles * kTileCo)
   int w_box_rows;           // weight rows one load brings (fewer than kTileCo: the rest stay zero in smem)
   int lower[3];             // im2col lower corner (d, h, w)
@@ -182,10 +198,11 @@ __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8
 // vs PyTorch's 2e-7). So each stage (one pass over one K-block) is summed by the MMAs into a
 // fresh 64-column-half partial and added to acc with IEEE fp32 adds; the halves (m64n128)
 // keep the partial at 64 registers next to the 128 of acc.
+template <class R>
 __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                                   uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
                                                   bool leader) {
-  using R = Ring<128>;  // fp32 operands
+  static_assert(R::kRowBytes == 128, "fp32 operands");
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.f;
   float part[64];
@@ -199,7 +216,8 @@ __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks
       const uint64_t db_half = db + half * (128 * R::kRowBytes >> 4);
       hopper::wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < 4; ++ks) hopper::wgmma_m64n128k8_tf32(part, da + 2 * ks, db_half + 2 * ks, ks > 0 ? 1 : 0);
+      for (int ks = 0; ks < R::kKSteps; ++ks)
+        hopper::wgmma_m64n128k8_tf32(part, da + 2 * ks, db_half + 2 * ks, ks > 0 ? 1 : 0);
       hopper::wgmma_commit();
       hopper::wgmma_wait<0>();
       hopper::fence_registers(part);
@@ -377,22 +395,117 @@ __device__ __forceinline__ void merge_tile_statistics(const HopperParams& p, con
   }
   consumer_barrier();  // row_stats is rewritten by the next tile
 }
+
+// ---- W-rows form: the epilogue through shared memory ----
+
+// A consumer warpgroup's real rows of the tile into the staging buffer (rows fw * Cr + co).
+__device__ __forceinline__ void stage_accumulators(const float (&acc)[128], float* staging, int row0, int lane,
+                                                   int real_rows) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = row0 + 8 * h;
+    if (row >= real_rows) continue;
+    float* dst = staging + row * kStagePitch + 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < 32; ++j)
+      *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+  }
+}
+
+// After both warpgroups staged their rows: consumer thread c takes column c of the tile and, per
+// output channel, sums the kW shifted rows (gemm_forms.h), adds the bias, applies the ReLU and
+// stores. With statistics it writes the output (0 where none) over its own column of the
+// channel's fw = 0 row, which no other thread reads (they read rows fw >= 1), and then 8 threads
+// per channel sum that row's 256 columns into the channel's (count, mean, M2), merged per group as
+// in the other forms. (No shuffles in the per-channel loop: a warp reduction per channel and tile
+// made this epilogue latency-bound, at twice the kernel's instructions: v14 in NOTES.)
+template <typename T>
+__device__ __forceinline__ void finish_wrows_tile(const HopperParams& p, const TileCoords& tc, float* staging,
+                                                  const float* bias, int* warp_valid, WelfordPartial* row_stats) {
+  const int c = threadIdx.x - 128, lane = c & 31;
+  consumer_barrier();  // every staged row is written
+  const int col = tc.t * p.tile_step + c;  // on the (d, h, We) grid of this sample
+  const GridPos at(col, p.Ho, p.Wo);
+  const bool inside = c < p.tile_step && col < p.P;
+  const bool valid = inside && at.w < p.out_W;
+  const int taps = inside ? min(p.w_taps, p.Wo - at.w) : 0;  // shifted columns still in this row
+  const bool stats = p.stats != nullptr;
+  const int valid_in_warp = __popc(__ballot_sync(0xffffffffu, valid));
+  if (lane == 0) warp_valid[c / 32] = valid_in_warp;
+  T* out = static_cast<T*>(p.out) + int64_t(tc.n) * p.Cout * p.out_P + (at.d * p.out_H + at.h) * p.out_W + at.w;
+  // eight channels at a time (Cr is a multiple of 8, and the rows of channels past Cout hold zeros)
+  for (int co0 = 0; co0 < p.Cout; co0 += 8) {
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = bias[co0 + k];
+    for (int f = 0; f < taps; ++f) {
+      const float* row = staging + (f * p.w_row_block + co0) * kStagePitch + c + f;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] += row[k * kStagePitch];
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int co = co0 + k;
+      const float r = relu(v[k]);
+      if (co < p.Cout) {
+        if (valid) out[int64_t(co) * p.out_P] = from_float<T>(r);
+        if (stats) staging[co * kStagePitch + c] = valid ? r : 0.f;
+      }
+    }
+  }
+  consumer_barrier();  // the outputs are in the fw = 0 rows, the staging is free after the reads below
+  if (!stats) return;
+  float count = 0.f;
+#pragma unroll
+  for (int w = 0; w < 8; ++w) count += static_cast<float>(warp_valid[w]);
+  for (int co0 = 0; co0 < p.Cout; co0 += 32) {  // uniform over the warp: the shuffles below
+    const int co = co0 + c / 8;
+    float sum = 0.f, sumsq = 0.f;
+    if (co < p.Cout) {
+      const float* row = staging + co * kStagePitch + (c & 7);
+#pragma unroll 8
+      for (int i = 0; i < kTilePos / 8; ++i) {
+        const float v = row[8 * i];
+        sum += v;
+        sumsq += v * v;
+      }
+    }
+#pragma unroll
+    for (int off = 1; off < 8; off <<= 1) {
+      sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      sumsq += __shfl_xor_sync(0xffffffffu, sumsq, off);
+    }
+    if ((c & 7) == 0 && co < p.Cout) {
+      const float mean = count > 0.f ? sum / count : 0.f;
+      row_stats[co] = WelfordPartial{count, mean, fmaxf(sumsq - sum * mean, 0.f)};
+    }
+  }
+  merge_tile_statistics<false>(p, tc, row_stats, lane);  // rows = channels here (one channel tile)
+}
 #endif  // CONVT3D_HOPPER
 
-template <class Cfg, bool kSubpixel, int kRow>
+template <class Cfg, GemmForm kForm, int kRow>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_conv_kernel(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap,
                        const HopperParams p) {
 #if CONVT3D_HOPPER
   using T = typename Cfg::T;
-  using R = Ring<kRow>;
+  using R = RingOf<kRow, kForm>;
+  constexpr bool kSubpixel = kForm == GemmForm::kWSubpixel;
+  constexpr bool kWRows = kForm == GemmForm::kWRows;
   static_assert(kRow == 128 || !Cfg::kSplit, "3xTF32 runs on 128-byte rows");
   constexpr int kCh = kRow / sizeof(T);  // channels per K-block
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  // aligned by pointer arithmetic on the shared array (not through an integer), so the compiler
+  // keeps the shared address space: the W-rows epilogue's staging accesses stay LDS / STS
+  uint8_t* ring = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
   __shared__ __align__(8) uint64_t full_bar[R::kStages];
   __shared__ __align__(8) uint64_t empty_bar[R::kStages];
   __shared__ WelfordPartial row_stats[kTileCo];
+  // W-rows form: the staged tile after the ring, and each consumer warp's count of output columns
+  float* staging = reinterpret_cast<float*>(ring + R::kStages * R::kStageBytes);
+  __shared__ int warp_valid[8];
+  __shared__ float wrows_bias[kWRows ? kWRowsMaxRows : 1];  // the bias, zero past Cout
 
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
@@ -401,6 +514,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::mbar_init(&empty_bar[s], 2);  // one arrive per consumer warpgroup
     }
     hopper::mbar_fence_init();
+  }
+  if constexpr (kWRows) {
+    for (int co = threadIdx.x; co < kWRowsMaxRows; co += kThreads)
+      wrows_bias[co] = co < p.Cout && p.bias != nullptr ? to_float(static_cast<const T*>(p.bias)[co]) : 0.f;
   }
   if (p.w_box_rows < kTileCo) {
     // the weight rows no load writes: zero once in every stage (async proxy: wgmma reads them)
@@ -425,7 +542,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t parity = 0;
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
-        const GridPos start(tc.t * kTilePos, p.Ho, p.Wo);
+        const GridPos start(tc.t * p.tile_step, p.Ho, p.Wo);
         int r[3], off[3];  // the phase's window offsets (gemm_forms.h)
         phase_residues(tc.phase, p.conv_stride, r);
         for (int d = 0; d < 3; ++d) off[d] = phase_window_offset(r[d], p.conv_stride[d], p.conv_pad[d]);
@@ -462,7 +579,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
         skip_tile<R>(p.kblocks, full_bar, empty_bar, stage, parity, wg_leader);
-        if (p.stats != nullptr) merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
+        if constexpr (kWRows)
+          finish_wrows_tile<T>(p, tc, staging, wrows_bias, warp_valid, row_stats);
+        else if (p.stats != nullptr)
+          merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
       }
       return;
     }
@@ -470,12 +590,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
       const TileCoords tc = decode_tile(tile, p);
       if constexpr (Cfg::kSplit)
-        accumulate_3xtf32(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
+        accumulate_3xtf32<R>(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
       else
         accumulate<T, R>(acc, p.kblocks, ring, full_bar, empty_bar, stage, parity, cw, wg_leader);
 
       // ---- epilogue: bias, ReLU, stores, and per-row sums for the statistics ----
       const int row0 = cw * 64 + warp * 16 + (lane >> 2);  // tile row of h = 0 (h = 1: +8)
+      if constexpr (kWRows) {
+        stage_accumulators(acc, staging, row0, lane, p.w_box_rows);
+        finish_wrows_tile<T>(p, tc, staging, wrows_bias, warp_valid, row_stats);
+        continue;
+      }
       const int pos0 = tc.t * kTilePos + 2 * (lane & 3);
       const int valid = min(kTilePos, p.P - tc.t * kTilePos);  // positions of this tile inside the sample
       if (p.stats != nullptr && valid < kTilePos) {
@@ -553,8 +678,8 @@ int elem_bytes(MathMode mode) { return (mode == MathMode::kF16 || mode == MathMo
 
 // The GEMM the kernel runs (common/gemm_forms.h), and its operand layout.
 struct GemmShape {
-  bool subpixel;         // the W sub-pixel form (else the phase form)
-  bool valid;            // both forms need kernel % stride == 0 and output % stride == 0
+  GemmForm form;
+  bool valid;            // every form needs kernel % stride == 0 and output % stride == 0
   int64_t phases;        // GEMMs: the phases (1 for stride 1; the sub-pixel form's over (d, h) only)
   int64_t offsets[3];    // filter offsets walked per dimension
   int64_t positions[3];  // GEMM columns per (sample, phase): a grid of these extents
@@ -565,8 +690,10 @@ struct GemmShape {
   int64_t ch;            // channels per K-block
   int64_t Cp;            // input channels padded to whole K-blocks
   int64_t Cs;            // packed channel slots per position and tap (3xTF32: big and small)
+  int64_t tile_step;     // columns between consecutive tiles (the W-rows form: 256 - (kW - 1))
   int64_t taps() const { return offsets[0] * offsets[1] * offsets[2]; }
   int64_t P() const { return positions[0] * positions[1] * positions[2]; }
+  int64_t tiles_per_phase() const { return ceil_div(P(), tile_step); }
 };
 
 // Stride 2 along W runs in the W sub-pixel form unless that multiplies more (tensor work per
@@ -580,9 +707,17 @@ bool prefer_w_subpixel(const ConvTransposeGeometry& g) {
   return subpixel_work <= phase_work;
 }
 
+// Stride 1 with few output channels runs in the W-rows form: its (W tap, channel) rows fill the
+// tile where the phase form's rows would be mostly padding, and one pixel walk serves kW taps.
+bool prefer_w_rows(const ConvTransposeGeometry& g) {
+  return g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1 && g.k[2] >= 2 &&
+         g.k[2] * wrows_channel_rows(static_cast<int>(std::min<int64_t>(g.Cout, kWRowsMaxRows))) <= kWRowsMaxRows;
+}
+
 GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
   GemmShape s{};
-  s.subpixel = prefer_w_subpixel(g);
+  s.form = prefer_w_rows(g) ? GemmForm::kWRows : prefer_w_subpixel(g) ? GemmForm::kWSubpixel : GemmForm::kPhases;
+  const bool subpixel = s.form == GemmForm::kWSubpixel;
   s.valid = true;
   s.phases = 1;
   s.row_bytes = elem_bytes(mode) == 2 && g.Cin <= 32 ? 64 : 128;
@@ -592,7 +727,7 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
   for (int d = 0; d < 3; ++d) {
     const int64_t st = g.stride[d];
     if (g.k[d] % st != 0 || g.out[d] % st != 0 || g.dil[d] != 1) s.valid = false;
-    const bool w_columns = s.subpixel && d == 2;  // W: input-aligned columns, no W phases
+    const bool w_columns = subpixel && d == 2;  // W: input-aligned columns, no W phases
     if (!w_columns) s.phases *= st;
     s.offsets[d] = w_columns ? subpixel_w_taps(static_cast<int>(g.k[d]), static_cast<int>(g.pad[d])) : g.k[d] / st;
     s.positions[d] = g.out[d] / st;
@@ -600,7 +735,16 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
     // the box spans one phase's positions: in + upper - lower = positions
     s.upper[d] = static_cast<int>(s.positions[d] - g.in[d] + s.lower[d]);
   }
-  s.real_rows = s.subpixel ? 16 * ceil_div(g.Cout, 8) : g.Cout;
+  s.real_rows = subpixel ? 16 * ceil_div(g.Cout, 8) : g.Cout;
+  s.tile_step = kTilePos;
+  if (s.form == GemmForm::kWRows) {
+    // K over the (d, h) taps; columns over W extended by the padding (gemm_forms.h)
+    s.offsets[2] = 1;
+    s.positions[2] = g.out[2] + g.pad[2];
+    s.upper[2] = static_cast<int>(s.positions[2] - g.in[2] + s.lower[2]);
+    s.real_rows = g.k[2] * wrows_channel_rows(static_cast<int>(g.Cout));
+    s.tile_step = kTilePos - (g.k[2] - 1);
+  }
   s.rows = round_up(s.real_rows, kTileCo);
   return s;
 }
@@ -615,15 +759,15 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
   for (int d = 0; d < 3; ++d) {
     // TMA im2col limits for rank 5: box corners in [-16, 15], filter offsets (plus a phase's
     // window offset of up to 1) below 32
-    const bool phased = g.stride[d] > 1 && !(s.subpixel && d == 2);
+    const bool phased = g.stride[d] > 1 && !(s.form == GemmForm::kWSubpixel && d == 2);
     const int64_t reach = s.offsets[d] - 1 + (phased ? 1 : 0);
     if (s.lower[d] < -16 || s.lower[d] > 15 || s.upper[d] < -16 || s.upper[d] > 15 || reach > 31) return false;
   }
   // 32-bit tile and coordinate arithmetic, int32 tensor-map coordinates
-  if (g.N * ceil_div(s.P(), kTilePos) * s.phases * (s.rows / kTileCo) >= (int64_t(1) << 31)) return false;
+  if (g.N * s.tiles_per_phase() * s.phases * (s.rows / kTileCo) >= (int64_t(1) << 31)) return false;
   if (g.out_positions() >= (int64_t(1) << 31) || g.N > 65535) return false;
   return s.taps() * s.Cs < (int64_t(1) << 31) && s.phases * s.rows < (int64_t(1) << 31) &&
-         info.max_smem_optin >= kSmemBytes;
+         info.max_smem_optin >= smem_bytes(s.form);
 }
 
 std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
@@ -636,8 +780,9 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
   const int64_t w_rows = shape.phases * shape.rows;
+  const int64_t co_tiles = shape.rows / kTileCo;
   // the tiles of one sample, each a chunk of the sample's GroupNorm statistics
-  const int64_t sample_tiles = ceil_div(shape.P(), kTilePos) * shape.phases * (shape.rows / kTileCo);
+  const int64_t sample_tiles = shape.tiles_per_phase() * shape.phases * co_tiles;
 
   // channels-last activations and K-major weights, zero-padded
   const int xp_slice = ws.reserve(g.N * g.in_positions() * Cs * eb);
@@ -650,7 +795,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   WelfordPartial* stats = num_groups > 0 ? ws.slice<WelfordPartial>(stats_slice) : nullptr;
   const int split_block = split ? static_cast<int>(ch) : 0;
   pack_activation(x, xp, 1, shape.Cp, round, stream, split_block);
-  pack_weight_phases(weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.subpixel, round, stream, split_block);
+  pack_weight_phases(weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, stream, split_block);
   // one channel tile of fewer than 128 real rows: loads bring only those (rounded to the 8-row swizzle
   // atom), the kernel zeroes the rest of each stage once. (Not the TMA's out-of-bounds fill: a box
   // three quarters outside the map made the ch32 kernel 1.5x slower, v10 in NOTES.)
@@ -695,16 +840,19 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   p.P = static_cast<int>(shape.P());
   p.Ho = static_cast<int>(shape.positions[1]);
   p.Wo = static_cast<int>(shape.positions[2]);
-  p.tiles_per_sample = static_cast<int>(ceil_div(p.P, kTilePos));
+  p.tiles_per_sample = static_cast<int>(shape.tiles_per_phase());
+  p.tile_step = static_cast<int>(shape.tile_step);
+  p.w_taps = static_cast<int>(g.k[2]);
+  p.w_row_block = wrows_channel_rows(static_cast<int>(g.Cout));
   p.phases = static_cast<int>(shape.phases);
-  p.co_tiles = static_cast<int>(shape.rows / kTileCo);
+  p.co_tiles = static_cast<int>(co_tiles);
   p.rows_per_phase = static_cast<int>(shape.rows);
   p.w_box_rows = static_cast<int>(w_box_rows);
   p.num_tiles = static_cast<int>(g.N * sample_tiles);
   for (int d = 0; d < 3; ++d) {
     p.lower[d] = shape.lower[d];
     p.k[d] = static_cast<int>(shape.offsets[d]);
-    const bool w_columns = shape.subpixel && d == 2;
+    const bool w_columns = shape.form == GemmForm::kWSubpixel && d == 2;
     p.conv_stride[d] = w_columns ? 1 : static_cast<int>(g.stride[d]);
     p.conv_pad[d] = w_columns ? 0 : static_cast<int>(g.pad[d]);
   }
@@ -721,13 +869,21 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
     using Cfg = decltype(cfg);
-    auto kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true, 128> : hopper_conv_kernel<Cfg, false, 128>;
+    auto pick = [&](auto row_bytes) {
+      constexpr int kRow = decltype(row_bytes)::value;
+      switch (shape.form) {
+        case GemmForm::kWSubpixel: return hopper_conv_kernel<Cfg, GemmForm::kWSubpixel, kRow>;
+        case GemmForm::kWRows: return hopper_conv_kernel<Cfg, GemmForm::kWRows, kRow>;
+        default: return hopper_conv_kernel<Cfg, GemmForm::kPhases, kRow>;
+      }
+    };
+    auto kernel = pick(std::integral_constant<int, 128>{});
     if constexpr (sizeof(typename Cfg::T) == 2) {
-      if (shape.row_bytes == 64)
-        kernel = shape.subpixel ? hopper_conv_kernel<Cfg, true, 64> : hopper_conv_kernel<Cfg, false, 64>;
+      if (shape.row_bytes == 64) kernel = pick(std::integral_constant<int, 64>{});
     }
-    set_dynamic_smem(kernel, kSmemBytes);
-    kernel<<<grid, kThreads, kSmemBytes, stream>>>(wmap, xmap, p);
+    const int smem = smem_bytes(shape.form);
+    set_dynamic_smem(kernel, smem);
+    kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, p);
     CONVT3D_CHECK_LAUNCH();
   });
   if (stats == nullptr) return std::nullopt;

@@ -112,9 +112,6 @@ __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restric
   }
 }
 
-// How packed (row, tap) maps onto the kernel: plainly, by the phase form, or by the W sub-pixel
-// form of the Hopper kernel (common/gemm_forms.h).
-enum class WeightForm { kPlain, kPhases, kSubpixel };
 
 struct WeightShape {
   int64_t stride[5];  // ci, co, kd, kh, kw of the source
@@ -123,10 +120,12 @@ struct WeightShape {
   int split_block;
   int k[3];       // kD, kH, kW
   int rows_are_out;
-  WeightForm form;
-  // phase and W sub-pixel forms (common/gemm_forms.h): rows = phases x rows_per_phase, taps =
-  // sub_k per dimension (K / s; along W in the sub-pixel form the union window)
+  bool plain;     // (row, tap) maps plainly, else by the Hopper kernel's GEMM form (common/gemm_forms.h)
+  GemmForm form;
+  // the Hopper forms: rows = phases x rows_per_phase, taps = sub_k per dimension (K / s; along W
+  // the sub-pixel form's union window, or 1 in the W-rows form, whose rows hold the W taps)
   int64_t rows_per_phase;
+  int w_row_block;  // W-rows form: rows per W tap (Cr)
   int conv_stride[3], conv_pad[3], sub_k[3];
 };
 
@@ -142,16 +141,21 @@ __global__ void pack_weight_kernel(const T* __restrict__ src, T* __restrict__ ds
     int64_t row = rest % s.rows;
     const int64_t g = rest / s.rows;
     int kt[3];  // the kernel tap (d, h, w); kt[2] < 0: no tap (a zero weight)
-    if (s.form != WeightForm::kPlain) {
+    if (!s.plain) {
       // rows_per_phase rows per phase, taps (f_d, f_h, f_w) of sub_k per dimension
-      const int f[3] = {static_cast<int>(tap / (s.sub_k[1] * s.sub_k[2])),
-                        static_cast<int>(tap / s.sub_k[2] % s.sub_k[1]), static_cast<int>(tap % s.sub_k[2])};
-      const bool w_subpixel = s.form == WeightForm::kSubpixel;
+      int f[3] = {static_cast<int>(tap / (s.sub_k[1] * s.sub_k[2])), static_cast<int>(tap / s.sub_k[2] % s.sub_k[1]),
+                  static_cast<int>(tap % s.sub_k[2])};
+      const bool w_subpixel = s.form == GemmForm::kWSubpixel;
       const int phase_stride[3] = {s.conv_stride[0], s.conv_stride[1], w_subpixel ? 1 : s.conv_stride[2]};
       int r[3];
       phase_residues(static_cast<int>(row / s.rows_per_phase), phase_stride, r);
       row %= s.rows_per_phase;
+      if (s.form == GemmForm::kWRows) {  // the row holds (W tap, output channel); past the taps: zero
+        f[2] = static_cast<int>(row / s.w_row_block);
+        row %= s.w_row_block;
+      }
       for (int d = 0; d < 3; ++d) kt[d] = phase_kernel_tap(r[d], s.conv_stride[d], s.k[d], s.conv_pad[d], f[d]);
+      if (s.form == GemmForm::kWRows && f[2] >= s.k[2]) kt[2] = -1;
       if (w_subpixel) {  // the row holds (output channel, W-phase)
         kt[2] = subpixel_kernel_tap(subpixel_w_phase(static_cast<int>(row)), s.k[2], s.conv_pad[2], f[2]);
         row = subpixel_unit(static_cast<int>(row));
@@ -233,15 +237,16 @@ void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightR
   WeightShape s = weight_shape(w, groups, Cp, 0);
   s.rows_are_out = rows == WeightRows::kOutChannels;
   s.rows = s.rows_are_out ? s.Cout_g : s.Cin_g;
-  s.form = WeightForm::kPlain;
+  s.plain = true;
   launch_pack_weight(w, dst, s, round_tf32, stream);
 }
 
 void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
-                        IntList padding, bool w_subpixel, bool round_tf32, cudaStream_t stream, int split_block) {
+                        IntList padding, GemmForm form, bool round_tf32, cudaStream_t stream, int split_block) {
   WeightShape s = weight_shape(w, 1, Cp, split_block);
+  const bool w_subpixel = form == GemmForm::kWSubpixel;
   s.rows_are_out = 1;
-  s.form = w_subpixel ? WeightForm::kSubpixel : WeightForm::kPhases;
+  s.form = form;
   s.rows_per_phase = rows_per_phase;
   int64_t phases = 1;
   s.taps = 1;
@@ -255,6 +260,12 @@ void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per
   if (w_subpixel) {
     STD_TORCH_CHECK(stride[2] == 2, "convt3d: the W sub-pixel weight layout needs stride 2 along W");
     s.sub_k[2] = subpixel_w_taps(s.k[2], s.conv_pad[2]);
+  }
+  if (form == GemmForm::kWRows) {
+    STD_TORCH_CHECK(stride[0] == 1 && stride[1] == 1 && stride[2] == 1, "convt3d: the W-rows weight layout needs stride 1");
+    s.sub_k[2] = 1;
+    s.w_row_block = wrows_channel_rows(static_cast<int>(s.Cout_g));
+    STD_TORCH_CHECK(s.k[2] * s.w_row_block <= rows_per_phase, "convt3d: the W-rows weight layout has too many rows");
   }
   s.taps = int64_t(s.sub_k[0]) * s.sub_k[1] * s.sub_k[2];
   s.rows = phases * rows_per_phase;

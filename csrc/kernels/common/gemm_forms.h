@@ -1,4 +1,4 @@
-// Index maps of the Hopper kernel's two GEMM forms of a transposed conv (dilation 1, groups 1),
+// Index maps of the Hopper kernel's three GEMM forms of a transposed conv (dilation 1, groups 1),
 // shared by the weight packing and the kernel's loads and epilogue.
 //
 // Phase form (kernel a multiple of the stride in every dimension): along one dimension with
@@ -18,6 +18,14 @@
 // (so odd padding costs K / 2 + 1 taps instead of K / 2, which pays off for Cout <= 64, whose
 // phase-form tile is half padding rows). kernel == stride with kW == 2 (the U-Net decoder's k2 s2)
 // is the case of one tap per dimension.
+//
+// W-rows form (stride 1 in every dimension, few output channels: kW * round_up(Cout, 8) <= 96):
+// the W taps become GEMM rows instead of K. Row fw * Cr + co (Cr = Cout rounded up to 8) holds
+// channel co's products with W tap fw (the phase form's filter offset fw); K walks the (d, h)
+// taps only, so one im2col pixel walk serves all kW taps. Columns are positions of a grid whose
+// W extent is We = Wo + pW (every column whose pixel may be nonzero), and output (d, h, w) =
+// sum over fw of row (fw, co) at column (d, h, w + fw), taken where w + fw < We (beyond, the
+// pixel is zero padding). A tile therefore computes 256 columns and yields 256 - (kW - 1).
 #pragma once
 
 #if defined(__CUDACC__)
@@ -27,6 +35,8 @@
 #endif
 
 namespace convt3d {
+
+enum class GemmForm { kPhases, kWSubpixel, kWRows };
 
 // ---- phase form, one dimension ----
 CONVT3D_HOST_DEVICE int phase_window_lower(int s, int K, int p) { return p / s - K / s + 1; }
@@ -52,5 +62,9 @@ CONVT3D_HOST_DEVICE int subpixel_kernel_tap(int w_phase, int K, int p, int u) {
   const int f = u - phase_window_offset(w_phase, 2, p);
   return f >= 0 && f < K / 2 ? phase_kernel_tap(w_phase, 2, K, p, f) : -1;
 }
+
+// ---- W-rows form ----
+constexpr int kWRowsMaxRows = 96;  // (W tap, channel) rows a tile may hold (the staging buffer's size)
+CONVT3D_HOST_DEVICE int wrows_channel_rows(int Cout) { return (Cout + 7) / 8 * 8; }  // Cr
 
 }  // namespace convt3d
