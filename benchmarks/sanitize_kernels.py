@@ -29,6 +29,7 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
     problems = [  # (name, conv kwargs, Cin, Cout, kernel, spatial, layout)
         ("stride1", dict(), 32, 48, 3, (5, 6, 7), "contiguous"),
         ("stride1_cout144", dict(padding=(1, 0, 1)), 16, 144, 3, (3, 4, 5), "contiguous"),  # two channel tiles
+        ("stride1_wrows", dict(padding=(0, 1, 1)), 24, 32, 3, (4, 5, 9), "contiguous"),  # W-rows form: 96 rows
         ("stride2_k2_oddW", dict(stride=2), 16, 24, 2, (3, 4, 3), "contiguous"),
         ("stride2_k2_evenW", dict(stride=2), 40, 24, 2, (3, 4, 6), "contiguous"),
         ("k4s2p1", dict(stride=2, padding=1), 8, 12, 4, (3, 4, 3), "contiguous"),  # W sub-pixel form

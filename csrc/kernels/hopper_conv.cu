@@ -434,22 +434,23 @@ __device__ __forceinline__ void finish_wrows_tile(const HopperParams& p, const T
   if (lane == 0) warp_valid[c / 32] = valid_in_warp;
   T* out = static_cast<T*>(p.out) + int64_t(tc.n) * p.Cout * p.out_P + (at.d * p.out_H + at.h) * p.out_W + at.w;
   // eight channels at a time (Cr is a multiple of 8, and the rows of channels past Cout hold zeros)
-  for (int co0 = 0; co0 < p.Cout; co0 += 8) {
+  const int tap_stride = p.w_row_block * kStagePitch + 1;  // row fw * Cr + co, column c + fw
+  for (int co0 = 0; co0 < p.Cout; co0 += 8, out += 8 * int64_t(p.out_P)) {
+    float* own = staging + co0 * kStagePitch + c;
     float v[8];
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = bias[co0 + k];
+#pragma unroll 1  // eight independent loads per tap already; unrolling only added a remainder ladder
     for (int f = 0; f < taps; ++f) {
-      const float* row = staging + (f * p.w_row_block + co0) * kStagePitch + c + f;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) v[k] += row[k * kStagePitch];
+      for (int k = 0; k < 8; ++k) v[k] += own[f * tap_stride + k * kStagePitch];
     }
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      const int co = co0 + k;
       const float r = relu(v[k]);
-      if (co < p.Cout) {
-        if (valid) out[int64_t(co) * p.out_P] = from_float<T>(r);
-        if (stats) staging[co * kStagePitch + c] = valid ? r : 0.f;
+      if (co0 + k < p.Cout) {
+        if (valid) out[k * int64_t(p.out_P)] = from_float<T>(r);
+        if (stats) own[k * kStagePitch] = valid ? r : 0.f;
       }
     }
   }
