@@ -3,7 +3,7 @@
 // Warp roles (384 threads, one CTA per SM, persistent over tiles):
 //   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
-//                rows x 128 B) into a 4-stage ring (full/empty mbarriers);
+//                rows x 128 B) into a ring of stages (full/empty mbarriers; Ring);
 //   warpgroups 1, 2: wgmma m64n256 over their 64 tile rows, then the epilogue (bias, ReLU,
 //                NCDHW stores, GroupNorm partial statistics); warpgroup 2 has no MMAs where all
 //                its rows are padding (64 or fewer real rows).
@@ -766,7 +766,8 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
   }
   // 32-bit tile and coordinate arithmetic, int32 tensor-map coordinates
   if (g.N * s.tiles_per_phase() * s.phases * (s.rows / kTileCo) >= (int64_t(1) << 31)) return false;
-  if (g.out_positions() >= (int64_t(1) << 31) || g.N > 65535) return false;
+  // (the W-rows form's column grid is wider than the output, and its last tile reads past it)
+  if (std::max(g.out_positions(), s.P() + kTilePos) >= (int64_t(1) << 31) || g.N > 65535) return false;
   return s.taps() * s.Cs < (int64_t(1) << 31) && s.phases * s.rows < (int64_t(1) << 31) &&
          info.max_smem_optin >= smem_bytes(s.form);
 }

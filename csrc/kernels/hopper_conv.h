@@ -1,15 +1,13 @@
 // The Hopper (sm_90a) forward path of the transposed conv + ReLU: TMA im2col loads
-// of channels-last activations, TMA tiled loads of prepacked weights, a 4-stage
-// mbarrier pipeline feeding two wgmma consumer warpgroups, persistent grid.
+// of channels-last activations, TMA tiled loads of prepacked weights, an mbarrier ring
+// feeding two wgmma consumer warpgroups, persistent grid.
 //
-// A transposed conv whose kernel is a multiple of its stride splits into one stride-1
-// correlation per output phase (common/gemm_forms.h; stride 1 is one phase: the flipped
-// kernel). Tile: 128 output channels x 256 positions of one (sample, phase); the accumulator
-// rows are channels and its columns positions, so the epilogue stores NCDHW directly (bias,
-// ReLU, and optional GroupNorm partial statistics).
-//
-// Kernel == stride (kW == 2, no padding; the U-Net decoder's k = s = 2) runs as one GEMM
-// over input positions whose rows are (output channel, kernel tap): the sub-pixel form.
+// A transposed conv whose kernel is a multiple of its stride becomes GEMMs in one of three forms
+// (common/gemm_forms.h): one stride-1 correlation per output phase (stride 1 is one phase: the
+// flipped kernel); the W sub-pixel form for stride 2 along W (the two W-phases as row pairs); or,
+// for stride 1 with few output channels, the W-rows form (the W taps as rows, summed in the
+// epilogue). Tile: 128 rows x 256 positions of one (sample, phase); the epilogue stores NCDHW
+// directly (bias, ReLU, and optional GroupNorm partial statistics).
 // fp32 with TF32 off runs 3xTF32: big/small operand pairs, three TF32 passes per K-block.
 #pragma once
 
