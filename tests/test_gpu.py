@@ -108,8 +108,8 @@ HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability(0) == (9
 def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
     """Proves which path the forward tests above ran: the Hopper kernel for ungrouped problems with
     dilation 1 whose kernel is a multiple of the stride and whose output is too, per dimension
-    (the phase form, stride 1 being one phase, or the W sub-pixel form for stride 2 along W), in
-    every precision mode; the portable kernel otherwise."""
+    (the phase form, stride 1 being one phase; the W sub-pixel form for stride 2 along W; the W-rows
+    form for stride 1 with few output channels), in every precision mode; the portable kernel otherwise."""
     x, w, _, _, _ = case.make(dtype, "cuda", seed=0)
     with allow_tf32(tf32):
         path = convt3d_ops.forward_path(x, w, **case.conv_kwargs())
