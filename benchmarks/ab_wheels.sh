@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # A/B timing of kernel versions on the GPU machine: one wheel per folder under dist/ (dist/v4,
 # dist/v5, ...), each installed in turn and timed by ours_times.py; logs under $OUT.
-#   bash benchmarks/ab_wheels.sh "headline,ch32" "v4 v5" [ncu]
+#   [MODES=fp32,bf16] bash benchmarks/ab_wheels.sh "headline,ch32" "v4 v5" [ncu]
 # With "ncu" as the third argument, also a few ncu metrics of the Hopper kernel for each version
 # (the headline problem) in the same file.
 set -uo pipefail
-problems=$1; versions=$2; profile=${3:-}
+problems=$1; versions=$2; profile=${3:-}; modes=${MODES:-fp32}
 ROOT=$(pwd); OUT=${OUT:-/tmp/ab_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader > "$OUT/gpu.txt"
 for v in $versions; do
   python3 -m pip install -q --no-deps --no-index --force-reinstall "$ROOT"/dist/$v/*.whl > /dev/null 2>&1 || { echo "install $v failed"; continue; }
-  (cd /tmp && python3 "$ROOT/benchmarks/ours_times.py" --problems "$problems" --label "$v") 2>&1 | tee -a "$OUT/times.txt"
+  (cd /tmp && python3 "$ROOT/benchmarks/ours_times.py" --problems "$problems" --modes "$modes" --label "$v") 2>&1 | tee -a "$OUT/times.txt"
   if [[ $profile == ncu ]]; then
     # which unit is the limit: tensor pipe, L2 bytes, shared-memory banks (reads: wgmma operands;
     # writes: TMA fills), DRAM; with the SM clock the profile ran at

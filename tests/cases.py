@@ -76,6 +76,9 @@ CASES = [
     Case("padding", padding=(1, 0, 2), num_groups=2),
     Case("cout_two_tiles", n=1, c_in=16, c_out=144, size=(3, 4, 5), num_groups=3, bias=True),
     Case("many_tiles", n=3, c_in=32, c_out=32, size=(9, 10, 11), num_groups=8),
+    # positions a multiple of 8 (the activation pack's 16-byte loads in every dtype) and 40 input
+    # channels (a second, partly padded 32-slot block of the packed rows)
+    Case("aligned_rows", c_in=40, c_out=24, size=(4, 4, 8), bias=True, num_groups=4),
     # the Hopper sub-pixel path (kernel == stride): even W (4-element stores), rows of two
     # 128-row tiles with groups straddling them, a partial position tile; anisotropic kernel
     Case("subpixel_tiles", n=2, c_in=40, c_out=24, size=(6, 8, 10), kernel=(2, 2, 2), stride=(2, 2, 2),

@@ -46,72 +46,117 @@ struct ActivationShape {
   int slots_per_group;  // Cp, or 2 * Cp with split_block
   int split_block;
   int collapsible;    // spatial dims form one stride (NCDHW, NDHWC): position p is at p * stride[4]
+  int vector_loads;   // positions contiguous and every channel row 16-byte aligned: 16-byte loads along them
 };
 
-// A tile of 32 slots x 128 positions transposed through shared memory; a slot is
-// (group, padded channel). Reads are coalesced along whichever source dimension is
-// contiguous, writes along the slots. Each thread first issues all 16 of its loads, so a
-// block keeps 16 KB (fp32) in flight: with 4 loads per thread (a 32 x 32 tile) the pack ran
-// at 1.35 TB/s on an H200, with 16 at 2.8 TB/s (benchmarks/NOTES.md, v6).
-constexpr int kPackSlots = 32, kPackPositions = 128, kPackPerThread = kPackSlots * kPackPositions / 256;
+// A tile of 32 slots x PackTile::kPositions positions (512 bytes of each slot's row) transposed through
+// shared memory; a slot is (group, padded channel). 16-byte accesses on both sides where the layout
+// allows (NCDHW with aligned rows: always on the write side), so a block keeps 16 KB in flight
+// with 4 loads per thread. (Scalar accesses, 16 per thread, ran at 2.8 TB/s for fp32 and 1.5 for
+// bf16 on an H200: NOTES v6, v15.) The tile's 16-byte chunks are XOR-swizzled per row so the
+// write side's column reads hit 32 distinct banks.
+template <typename T>
+struct PackTile {
+  static constexpr int kVec = 16 / sizeof(T);             // elements per 16-byte access
+  static constexpr int kPositions = 512 / sizeof(T);      // 128 fp32, 256 16-bit
+  static constexpr int kChunks = kPositions / kVec;       // 32 chunks of 16 bytes per row
+  // element (slot q, position p) within the tile
+  static __device__ __forceinline__ int index(int q, int p) {
+    return q * kPositions + (((p / kVec) ^ ((q / kVec) & 7)) * kVec) + p % kVec;
+  }
+};
+constexpr int kPackSlots = 32;
 
 template <typename T>
 __global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restrict__ src, T* __restrict__ dst,
                                                               ActivationShape s, int round_tf32) {
-  __shared__ T tile[kPackSlots][kPackPositions + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t s0 = int64_t(blockIdx.x) * kPackPositions;
+  using Tile = PackTile<T>;
+  constexpr int kVec = Tile::kVec, kP = Tile::kPositions;
+  __shared__ __align__(16) T tile[kPackSlots * kP];
+  const int tid = threadIdx.x;
+  const int64_t s0 = int64_t(blockIdx.x) * kP;
   const int slot0 = blockIdx.y * kPackSlots;
   const int slots = s.G * s.slots_per_group;
-  const bool channel_contiguous = s.stride[1] == 1;
-  const int64_t HW = int64_t(s.H) * s.W;
   const int64_t n = blockIdx.z;
   const T* src_n = src + n * s.stride[0];
-  // element e of this thread: slot q_local(e), position p_local(e); a thread meets at most 4 slots
-  auto q_of = [&](int e) { return channel_contiguous ? tx : ty + 8 * (e & 3); };
-  auto p_of = [&](int e) { return channel_contiguous ? ty + 8 * e : tx + 32 * (e >> 2); };
-  int64_t channel_offset[4];  // the slot's source channel offset, or -1 for a padding slot
-  int part[4];
+  // the source channel offset of tile slot q, or -1 for a padding slot; and its 3xTF32 part
+  auto channel_of = [&](int q, int& part) -> int64_t {
+    part = -1;
+    const int slot = slot0 + q;
+    if (slot >= slots) return -1;
+    const int g = slot / s.slots_per_group;
+    const int c = static_cast<int>(split_channel(slot - g * s.slots_per_group, s.split_block, part));
+    return c < s.Cg ? int64_t(g * s.Cg + c) * s.stride[1] : -1;
+  };
+  if (s.vector_loads) {
+    // 32 slots x 32 chunks: a warp reads one slot's 512 contiguous bytes
+    constexpr int kLoads = kPackSlots * Tile::kChunks / 256;
+    uint4 v[kLoads];
+    int part[kLoads];
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const int slot = slot0 + q_of(k);
-    channel_offset[k] = -1;
-    part[k] = -1;
-    if (slot < slots) {
-      const int g = slot / s.slots_per_group;
-      const int c = static_cast<int>(split_channel(slot - g * s.slots_per_group, s.split_block, part[k]));
-      if (c < s.Cg) channel_offset[k] = int64_t(g * s.Cg + c) * s.stride[1];
+    for (int k = 0; k < kLoads; ++k) {
+      const int q = (tid + 256 * k) / Tile::kChunks, chunk = (tid + 256 * k) % Tile::kChunks;
+      const int64_t c = channel_of(q, part[k]);
+      const int64_t pos = s0 + chunk * kVec;
+      v[k] = make_uint4(0, 0, 0, 0);
+      if (c >= 0 && pos < s.S) v[k] = *reinterpret_cast<const uint4*>(src_n + c + pos);
     }
-  }
-  T v[kPackPerThread];
 #pragma unroll
-  for (int e = 0; e < kPackPerThread; ++e) {
-    const int64_t pos = s0 + p_of(e);
-    const int k = e & 3;
-    v[e] = from_float<T>(0.f);
-    if (pos < s.S && channel_offset[k] >= 0) {
-      int64_t offset;
-      if (s.collapsible) {
-        offset = pos * s.stride[4];
-      } else {  // a general strided view: decode the position
-        const int64_t d = pos / HW, rem = pos - d * HW;
-        const int64_t h = rem / s.W, w = rem - h * s.W;
-        offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
+    for (int k = 0; k < kLoads; ++k) {
+      const int q = (tid + 256 * k) / Tile::kChunks, chunk = (tid + 256 * k) % Tile::kChunks;
+      T* e = reinterpret_cast<T*>(&v[k]);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) e[i] = operand_value(e[i], round_tf32, part[k]);
+      *reinterpret_cast<uint4*>(&tile[Tile::index(q, chunk * kVec)]) = v[k];
+    }
+  } else {
+    // any strides: one element per access, lanes along whichever source dimension is contiguous
+    constexpr int kLoads = kPackSlots * kP / 256;
+    const bool channel_contiguous = s.stride[1] == 1;
+    const int64_t HW = int64_t(s.H) * s.W;
+    T v[kLoads];
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const int e = tid + 256 * k;
+      const int q = channel_contiguous ? e % kPackSlots : e / kP, p = channel_contiguous ? e / kPackSlots : e % kP;
+      int part;
+      const int64_t c = channel_of(q, part);
+      const int64_t pos = s0 + p;
+      v[k] = from_float<T>(0.f);
+      if (c >= 0 && pos < s.S) {
+        int64_t offset;
+        if (s.collapsible) {
+          offset = pos * s.stride[4];
+        } else {  // a general strided view: decode the position
+          const int64_t d = pos / HW, rem = pos - d * HW;
+          const int64_t h = rem / s.W, w = rem - h * s.W;
+          offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
+        }
+        v[k] = operand_value(src_n[c + offset], round_tf32, part);
       }
-      v[e] = src_n[channel_offset[k] + offset];
+    }
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const int e = tid + 256 * k;
+      const int q = channel_contiguous ? e % kPackSlots : e / kP, p = channel_contiguous ? e / kPackSlots : e % kP;
+      tile[Tile::index(q, p)] = v[k];
     }
   }
-#pragma unroll
-  for (int e = 0; e < kPackPerThread; ++e) tile[q_of(e)][p_of(e)] = operand_value(v[e], round_tf32, part[e & 3]);
   __syncthreads();
+  // kVec consecutive slots of one position per thread: 32 / kVec threads write a position's 32 slots
+  constexpr int kPerPosition = kPackSlots / kVec;
 #pragma unroll
-  for (int e = 0; e < kPackPerThread; ++e) {
-    const int64_t pos = s0 + ty + 8 * e;
-    const int slot = slot0 + tx;
-    if (pos < s.S && slot < slots) dst[(n * s.S + pos) * slots + slot] = tile[tx][ty + 8 * e];
+  for (int k = 0; k < kP * kPerPosition / 256; ++k) {
+    const int p = (tid + 256 * k) / kPerPosition, q0 = (tid % kPerPosition) * kVec;
+    const int64_t pos = s0 + p;
+    if (pos >= s.S || slot0 + q0 >= slots) continue;
+    uint4 out;
+    T* e = reinterpret_cast<T*>(&out);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) e[i] = tile[Tile::index(q0 + i, p)];
+    *reinterpret_cast<uint4*>(dst + (n * s.S + pos) * slots + slot0 + q0) = out;
   }
 }
-
 
 struct WeightShape {
   int64_t stride[5];  // ci, co, kd, kh, kw of the source
@@ -193,13 +238,20 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
   const int64_t N = src.size(0);
   if (N == 0 || s.S == 0) return;
   STD_TORCH_CHECK(N <= 65535, "convt3d: batch sizes above 65535 are not supported");
-  dim3 grid(static_cast<unsigned>(ceil_div(s.S, kPackPositions)),
-            static_cast<unsigned>(ceil_div(groups * s.slots_per_group, kPackSlots)),
-            static_cast<unsigned>(N));
   dispatch_float_type(src.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    pack_activation_kernel<T><<<grid, dim3(32, 8), 0, stream>>>(
-        static_cast<const T*>(src.const_data_ptr()), static_cast<T*>(dst), s, round_tf32 ? 1 : 0);
+    using Tile = PackTile<T>;
+    // the write side's 16-byte stores: rows of whole 16-byte chunks (Cp is a multiple of 8)
+    STD_TORCH_CHECK((groups * s.slots_per_group) % Tile::kVec == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0,
+                    "convt3d: internal error: misaligned packed activations");
+    const int64_t v = Tile::kVec;
+    s.vector_loads = s.collapsible && s.stride[4] == 1 && s.S % v == 0 && s.stride[1] % v == 0 &&
+                     s.stride[0] % v == 0 && reinterpret_cast<uintptr_t>(src.const_data_ptr()) % 16 == 0;
+    const dim3 grid(static_cast<unsigned>(ceil_div(s.S, Tile::kPositions)),
+                    static_cast<unsigned>(ceil_div(groups * s.slots_per_group, kPackSlots)),
+                    static_cast<unsigned>(N));
+    pack_activation_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(src.const_data_ptr()),
+                                                         static_cast<T*>(dst), s, round_tf32 ? 1 : 0);
   });
   CONVT3D_CHECK_LAUNCH();
 }
