@@ -7,9 +7,9 @@ import torch.nn.functional as F
 import convt3d_ops
 from convt3d_ops import reference
 from convt3d_ops._checks import conv_transpose_output_size
-from cases import CASE_IDS, CASES
+from cases import CASE_IDS, CASES, Case
 from helpers import (allow_tf32, assert_close_class, errors, poison_cuda_cache, precision_class, reference_chain,
-                     requires_cuda)
+                     requires_cuda, seed_for)
 
 pytestmark = [pytest.mark.gpu, requires_cuda]
 
@@ -118,3 +118,32 @@ def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
     phases = all(case.kernel[d] % case.stride[d] == 0 and out[d] % case.stride[d] == 0 for d in range(3))
     expect_hopper = case.groups == 1 and case.dilation == (1, 1, 1) and phases
     assert path == ("hopper" if expect_hopper else "portable")
+
+
+# The Hopper kernel computes 256-position tiles, or 128-position ones where 256-position tiles would
+# leave more than half the SMs idle. The small cases above all run narrow tiles; these strided ones
+# have hundreds of tiles (far beyond half of any Hopper GPU's SMs), so they run 256-position tiles in
+# the two strided forms (stride 1 in 256-position tiles: the headline and large-problem tests above).
+WIDE_TILE_CASES = [
+    # W sub-pixel form: 4 (d, h) phases x 16 * 16 * 24 columns = 96 tiles of 256 per sample
+    Case("wide_tiles_k2s2", n=4, c_in=32, c_out=32, size=(16, 16, 24), kernel=(2, 2, 2), stride=(2, 2, 2),
+         bias=True, num_groups=8),
+    # phase form (80 channels, past the W sub-pixel form's limit): 8 phases x 16^3 columns = 128 tiles per sample
+    Case("wide_tiles_k4s2p1", n=2, c_in=16, c_out=80, size=(16, 16, 16), kernel=(4, 4, 4), stride=(2, 2, 2),
+         padding=(1, 1, 1), num_groups=5),
+]
+
+
+@pytest.mark.skipif(not HOPPER, reason="the Hopper path needs an sm_90 GPU")
+@pytest.mark.parametrize("case", WIDE_TILE_CASES, ids=[c.name for c in WIDE_TILE_CASES])
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_strided_forms_in_256_position_tiles_match_float64(case, dtype, tf32):
+    x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name, dtype, tf32))
+    with allow_tf32(tf32):
+        assert convt3d_ops.forward_path(x, w, **case.conv_kwargs()) == "hopper"
+        poison_cuda_cache()
+        y = convt3d_ops.fused_forward(x, w, b, gw, gb, num_groups=case.num_groups, eps=case.eps,
+                                      **case.conv_kwargs())
+    ref = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
+                          num_groups=case.num_groups, eps=case.eps, **case.conv_kwargs())
+    assert_close_class(y, ref, precision_class(dtype, "cuda", tf32))

@@ -3,10 +3,11 @@
 // Warp roles (384 threads, one CTA per SM, persistent over tiles):
 //   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
-//                rows x 128 B) into a ring of stages (full/empty mbarriers; Ring);
-//   warpgroups 1, 2: wgmma m64n256 over their 64 tile rows, then the epilogue (bias, ReLU,
-//                NCDHW stores, GroupNorm partial statistics); warpgroup 2 has no MMAs where all
-//                its rows are padding (64 or fewer real rows).
+//                rows x 128 B, or 128 rows in a narrow tile) into a ring of stages (full/empty
+//                mbarriers; Ring);
+//   warpgroups 1, 2: wgmma m64n256 (narrow tiles: m64n128) over their 64 tile rows, then the
+//                epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics); warpgroup 2
+//                has no MMAs where all its rows are padding (64 or fewer real rows).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half), or 64 bytes (32
 // half, the 64-byte swizzle, twice the stages: Ring) for 16-bit operands with at most 32 input channels.
 // Three GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
@@ -33,7 +34,8 @@ namespace convt3d {
 namespace {
 
 constexpr int kTileCo = 128;   // output channels per tile: 2 consumer warpgroups x 64
-constexpr int kTilePos = 256;  // output positions per tile (one sample)
+constexpr int kTilePos = 256;  // output positions (GEMM columns) per tile: 256, or 128 (narrow tiles)
+constexpr int kNarrowTilePos = 128;  // for grids that fill at most half the SMs with 256-column tiles
 constexpr int kThreads = 384;
 
 // The shared-memory ring of K-blocks whose operand rows hold kRow bytes of K: 128 (one 128-byte
@@ -42,18 +44,20 @@ constexpr int kThreads = 384;
 // zeros). Either row width fills the same kRingBytes: the 64-byte ring has twice the stages.
 // The W-rows form takes half of it (two 128-byte stages) and stages its tile in the rest.
 constexpr int kRingBytes = 4 * (kTileCo + kTilePos) * 128;
-template <int kRow, int kBytes = kRingBytes>
+template <int kRow, int kCols = kTilePos, int kBytes = kRingBytes>
 struct Ring {
   static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
+  static_assert(kCols == kTilePos || kCols == kNarrowTilePos, "tiles of 256 or 128 columns");
   static constexpr int kRowBytes = kRow;
+  static constexpr int kAcc = kCols / 2;  // accumulators per consumer thread (64 rows x kCols / 128 threads)
   static constexpr int kATileBytes = kTileCo * kRow;
-  static constexpr int kBTileBytes = kTilePos * kRow;
+  static constexpr int kBTileBytes = kCols * kRow;
   static constexpr int kStageBytes = kATileBytes + kBTileBytes;
   static constexpr int kStages = kBytes / kStageBytes;
   static constexpr int kKSteps = kRow / 32;  // wgmma k-steps (32 bytes of K each) per K-block
 };
-template <int kRow, GemmForm kForm>
-using RingOf = Ring<kRow, kForm == GemmForm::kWRows ? kRingBytes / 2 : kRingBytes>;
+template <int kRow, GemmForm kForm, int kCols>
+using RingOf = Ring<kRow, kCols, kForm == GemmForm::kWRows ? kRingBytes / 2 : kRingBytes>;
 
 // W-rows form: the tile's accumulators staged as fp32 rows of kStagePitch floats (+8: a warp's
 // float2 stores of 8 rows take two shared-memory wavefronts instead of eight).
@@ -87,14 +91,23 @@ struct HopperParams {
 };
 
 #if CONVT3D_HOPPER
-template <typename T>
-__device__ __forceinline__ void wgmma_k_step(float (&acc)[128], uint64_t da, uint64_t db, int scale_d) {
-  if constexpr (std::is_same_v<T, float>)
-    hopper::wgmma_m64n256k8_tf32(acc, da, db, scale_d);
-  else if constexpr (std::is_same_v<T, __half>)
-    hopper::wgmma_m64n256k16_f16(acc, da, db, scale_d);
-  else
-    hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
+template <typename T, int kAcc>
+__device__ __forceinline__ void wgmma_k_step(float (&acc)[kAcc], uint64_t da, uint64_t db, int scale_d) {
+  if constexpr (kAcc == 128) {
+    if constexpr (std::is_same_v<T, float>)
+      hopper::wgmma_m64n256k8_tf32(acc, da, db, scale_d);
+    else if constexpr (std::is_same_v<T, __half>)
+      hopper::wgmma_m64n256k16_f16(acc, da, db, scale_d);
+    else
+      hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
+  } else {
+    if constexpr (std::is_same_v<T, float>)
+      hopper::wgmma_m64n128k8_tf32(acc, da, db, scale_d);
+    else if constexpr (std::is_same_v<T, __half>)
+      hopper::wgmma_m64n128k16_f16(acc, da, db, scale_d);
+    else
+      hopper::wgmma_m64n128k16_bf16(acc, da, db, scale_d);
+  }
 }
 
 // Two / four consecutive elements in one aligned store.
@@ -168,10 +181,10 @@ __device__ __forceinline__ void skip_tile(int kblocks, uint64_t* full_bar, uint6
   }
 }
 
-// One tile's mainloop of a consumer warpgroup: its 64 rows x 256 positions into acc, stage by
+// One tile's mainloop of a consumer warpgroup: its 64 rows x 2 * R::kAcc positions into acc, stage by
 // stage; a stage goes back to the producer once the MMAs that read it have completed.
 template <typename T, class R>
-__device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
+__device__ __forceinline__ void accumulate(float (&acc)[R::kAcc], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                            uint64_t* empty_bar, int& stage, uint32_t& parity, int cw, bool leader) {
   int prev_stage = 0;
   for (int kb = 0; kb < kblocks; ++kb) {
@@ -199,19 +212,19 @@ __device__ __forceinline__ void accumulate(float (&acc)[128], int kblocks, uint8
 // fresh 64-column-half partial and added to acc with IEEE fp32 adds; the halves (m64n128)
 // keep the partial at 64 registers next to the 128 of acc.
 template <class R>
-__device__ __forceinline__ void accumulate_3xtf32(float (&acc)[128], int kblocks, uint8_t* ring, uint64_t* full_bar,
+__device__ __forceinline__ void accumulate_3xtf32(float (&acc)[R::kAcc], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                                   uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
                                                   bool leader) {
   static_assert(R::kRowBytes == 128, "fp32 operands");
 #pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  for (int i = 0; i < R::kAcc; ++i) acc[i] = 0.f;
   float part[64];
   for (int kb = 0; kb < kblocks; ++kb) {
     hopper::mbar_wait(&full_bar[stage], parity);
     const uint64_t da = hopper::smem_desc_sw128(ring + stage * R::kStageBytes + cw * 64 * R::kRowBytes);
     const uint64_t db = hopper::smem_desc_sw128(ring + stage * R::kStageBytes + R::kATileBytes);
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
+    for (int half = 0; half < R::kAcc / 64; ++half) {  // 128-column halves
       // positions 128 * half ..: 128 rows of 128 bytes further, +1024 in the address field
       const uint64_t db_half = db + half * (128 * R::kRowBytes >> 4);
       hopper::wgmma_fence();
@@ -252,8 +265,8 @@ struct GridPos {
 };
 
 // One phase (stride 1): row = output channel, column = output position; two adjacent positions per store.
-template <typename T>
-__device__ __forceinline__ void store_direct_tile(const float (&acc)[128], const HopperParams& p, const TileCoords& tc,
+template <typename T, int kAcc>
+__device__ __forceinline__ void store_direct_tile(const float (&acc)[kAcc], const HopperParams& p, const TileCoords& tc,
                                                   int row0, int pos0, float (&sum)[2], float (&sumsq)[2]) {
   T* out = static_cast<T*>(p.out) + int64_t(tc.n) * p.Cout * p.P;
   const T* bias = static_cast<const T*>(p.bias);
@@ -265,7 +278,7 @@ __device__ __forceinline__ void store_direct_tile(const float (&acc)[128], const
     const float b = bias != nullptr ? to_float(bias[co]) : 0.f;
     T* row = out + int64_t(co) * p.P;
 #pragma unroll
-    for (int j = 0; j < 32; ++j) {
+    for (int j = 0; j < kAcc / 4; ++j) {
       const int pos = pos0 + 8 * j;
       const float v0 = relu(acc[4 * j + 2 * h] + b);
       const float v1 = relu(acc[4 * j + 2 * h + 1] + b);
@@ -284,8 +297,8 @@ __device__ __forceinline__ void store_direct_tile(const float (&acc)[128], const
 // A phase of a strided conv: column (d, h, w) of the phase grid is output
 // (s_d d + r_d, s_h h + r_h, s_w w + r_w); positions of a thread are not adjacent in the output,
 // but the tile's neighbours in the grid (the other phases) fill the gaps in L2.
-template <typename T>
-__device__ __forceinline__ void store_phase_tile(const float (&acc)[128], const HopperParams& p, const TileCoords& tc,
+template <typename T, int kAcc>
+__device__ __forceinline__ void store_phase_tile(const float (&acc)[kAcc], const HopperParams& p, const TileCoords& tc,
                                                  int row0, int pos0, float (&sum)[2], float (&sumsq)[2]) {
   int r[3];
   phase_residues(tc.phase, p.conv_stride, r);
@@ -303,7 +316,7 @@ __device__ __forceinline__ void store_phase_tile(const float (&acc)[128], const 
   };
   GridPos at(pos0, p.Ho, p.Wo);
 #pragma unroll
-  for (int j = 0; j < 32; ++j) {
+  for (int j = 0; j < kAcc / 4; ++j) {
     const int pos = pos0 + 8 * j;
     GridPos next = at;
     next.advance(1, p.Ho, p.Wo);
@@ -326,8 +339,8 @@ __device__ __forceinline__ void store_phase_tile(const float (&acc)[128], const 
 // W sub-pixel form: column (d, h, m) of the (d, h) phase grid is input-aligned along W, the
 // row pair (h = 0, 1) the two W-phases of one channel, so a thread's values for columns m, m + 1
 // are the four consecutive outputs 2m .. 2m + 3 of one output row.
-template <typename T>
-__device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], const HopperParams& p,
+template <typename T, int kAcc>
+__device__ __forceinline__ void store_subpixel_tile(const float (&acc)[kAcc], const HopperParams& p,
                                                     const TileCoords& tc, int row0, int pos0, float (&sum)[2],
                                                     float (&sumsq)[2]) {
   const int co = tile_row_channel<true>(tc.ct, row0, p);
@@ -342,7 +355,7 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[128], con
   GridPos at(pos0, p.Ho, p.Wo);
   const bool quads = (p.Wo & 1) == 0;  // then m is even, m + 1 in the same row, and 2m 16-byte aligned
 #pragma unroll
-  for (int j = 0; j < 32; ++j) {
+  for (int j = 0; j < kAcc / 4; ++j) {
     const int pos = pos0 + 8 * j;
     const float a0 = relu(acc[4 * j] + b), a1 = relu(acc[4 * j + 1] + b);          // W-phase 0 at m, m + 1
     const float c0 = relu(acc[4 * j + 2] + b), c1 = relu(acc[4 * j + 3] + b);      // W-phase 1
@@ -485,15 +498,16 @@ __device__ __forceinline__ void finish_wrows_tile(const HopperParams& p, const T
 }
 #endif  // CONVT3D_HOPPER
 
-template <class Cfg, GemmForm kForm, int kRow>
+template <class Cfg, GemmForm kForm, int kRow, int kCols>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_conv_kernel(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap,
                        const HopperParams p) {
 #if CONVT3D_HOPPER
   using T = typename Cfg::T;
-  using R = RingOf<kRow, kForm>;
+  using R = RingOf<kRow, kForm, kCols>;
   constexpr bool kSubpixel = kForm == GemmForm::kWSubpixel;
   constexpr bool kWRows = kForm == GemmForm::kWRows;
+  static_assert(!kWRows || kCols == kTilePos, "the W-rows form stages 256-column tiles");
   static_assert(kRow == 128 || !Cfg::kSplit, "3xTF32 runs on 128-byte rows");
   constexpr int kCh = kRow / sizeof(T);  // channels per K-block
   extern __shared__ uint8_t smem_raw[];
@@ -587,7 +601,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       return;
     }
-    float acc[128];
+    float acc[R::kAcc];
     for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
       const TileCoords tc = decode_tile(tile, p);
       if constexpr (Cfg::kSplit)
@@ -602,13 +616,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         finish_wrows_tile<T>(p, tc, staging, wrows_bias, warp_valid, row_stats);
         continue;
       }
-      const int pos0 = tc.t * kTilePos + 2 * (lane & 3);
-      const int valid = min(kTilePos, p.P - tc.t * kTilePos);  // positions of this tile inside the sample
-      if (p.stats != nullptr && valid < kTilePos) {
+      const int pos0 = tc.t * kCols + 2 * (lane & 3);
+      const int valid = min(kCols, p.P - tc.t * kCols);  // positions of this tile inside the sample
+      if (p.stats != nullptr && valid < kCols) {
         // columns past the sample end (loaded from the next sample) must not enter the statistics:
         // -inf becomes 0 after the ReLU
 #pragma unroll
-        for (int j = 0; j < 32; ++j)
+        for (int j = 0; j < R::kAcc / 4; ++j)
 #pragma unroll
           for (int e = 0; e < 2; ++e)
             if (2 * (lane & 3) + 8 * j + e >= valid) acc[4 * j + e] = acc[4 * j + 2 + e] = -INFINITY;
@@ -622,7 +636,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         store_phase_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
       if (p.stats != nullptr) {
         // per row: sums over the 4 lanes that hold it (all the tile's positions), then
-        // (count, mean, M2) with M2 from the sums (256 values: cancellation is negligible)
+        // (count, mean, M2) with M2 from the sums (256 values at most: cancellation is negligible)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
 #pragma unroll
@@ -691,6 +705,7 @@ struct GemmShape {
   int64_t ch;            // channels per K-block
   int64_t Cp;            // input channels padded to whole K-blocks
   int64_t Cs;            // packed channel slots per position and tap (3xTF32: big and small)
+  int tile_cols;         // GEMM columns a tile computes: 256, or 128 (use_narrow_tiles_if_few)
   int64_t tile_step;     // columns between consecutive tiles (the W-rows form: 256 - (kW - 1))
   int64_t taps() const { return offsets[0] * offsets[1] * offsets[2]; }
   int64_t P() const { return positions[0] * positions[1] * positions[2]; }
@@ -737,6 +752,7 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
     s.upper[d] = static_cast<int>(s.positions[d] - g.in[d] + s.lower[d]);
   }
   s.real_rows = subpixel ? 16 * ceil_div(g.Cout, 8) : g.Cout;
+  s.tile_cols = kTilePos;
   s.tile_step = kTilePos;
   if (s.form == GemmForm::kWRows) {
     // K over the (d, h) taps; columns over W extended by the padding (gemm_forms.h)
@@ -748,6 +764,18 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
   }
   s.rows = round_up(s.real_rows, kTileCo);
   return s;
+}
+
+// A grid of 256-column tiles that fills at most half the SMs runs 128-column tiles instead: twice
+// the CTAs, each with half the MMAs and two thirds of the operand bytes per K-block. (Not where the
+// grid is larger: more tiles of higher bytes per FLOP only pay against idle SMs.) The W-rows form
+// keeps its staged 256-column tiles.
+void use_narrow_tiles_if_few(GemmShape& s, int64_t N, int sm_count) {
+  if (s.form == GemmForm::kWRows) return;
+  const int64_t tiles = N * s.tiles_per_phase() * s.phases * (s.rows / kTileCo);
+  if (2 * tiles > sm_count) return;
+  s.tile_cols = kNarrowTilePos;
+  s.tile_step = kNarrowTilePos;
 }
 
 }  // namespace
@@ -776,7 +804,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
                                                        const Tensor& weight, const std::optional<Tensor>& bias,
                                                        Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
                                                        int64_t num_groups) {
-  const GemmShape shape = gemm_shape(g, mode);
+  GemmShape shape = gemm_shape(g, mode);
+  use_narrow_tiles_if_few(shape, g.N, device_info(x.get_device_index()).sm_count);
   const int eb = elem_bytes(mode);
   const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const bool round = mode == MathMode::kTf32;
@@ -827,7 +856,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     const int upper[3] = {shape.upper[2], shape.upper[1], shape.upper[0]};
     const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
     const CUresult r = drv.encode_im2col(&xmap, tma_dtype(mode), 5, xp, dims, strides, lower,
-                                         upper, static_cast<cuuint32_t>(ch), kTilePos, estr,
+                                         upper, static_cast<cuuint32_t>(ch), static_cast<cuuint32_t>(shape.tile_cols), estr,
                                          CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the im2col tensor map failed (", int(r), ")");
@@ -871,13 +900,17 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
     using Cfg = decltype(cfg);
-    auto pick = [&](auto row_bytes) {
-      constexpr int kRow = decltype(row_bytes)::value;
+    auto pick_form = [&](auto row_bytes, auto cols) {
+      constexpr int kRow = decltype(row_bytes)::value, kCols = decltype(cols)::value;
       switch (shape.form) {
-        case GemmForm::kWSubpixel: return hopper_conv_kernel<Cfg, GemmForm::kWSubpixel, kRow>;
-        case GemmForm::kWRows: return hopper_conv_kernel<Cfg, GemmForm::kWRows, kRow>;
-        default: return hopper_conv_kernel<Cfg, GemmForm::kPhases, kRow>;
+        case GemmForm::kWSubpixel: return hopper_conv_kernel<Cfg, GemmForm::kWSubpixel, kRow, kCols>;
+        case GemmForm::kWRows: return hopper_conv_kernel<Cfg, GemmForm::kWRows, kRow, kTilePos>;
+        default: return hopper_conv_kernel<Cfg, GemmForm::kPhases, kRow, kCols>;
       }
+    };
+    auto pick = [&](auto row_bytes) {
+      return shape.tile_cols == kTilePos ? pick_form(row_bytes, std::integral_constant<int, kTilePos>{})
+                                         : pick_form(row_bytes, std::integral_constant<int, kNarrowTilePos>{});
     };
     auto kernel = pick(std::integral_constant<int, 128>{});
     if constexpr (sizeof(typename Cfg::T) == 2) {
