@@ -174,10 +174,10 @@ struct WeightShape {
   int conv_stride[3], conv_pad[3], sub_k[3];
 };
 
-// The source offset of packed element (rt, c): rt = (group, row, tap) flattened, c the slot within
-// (row, tap); -1 where the packed value is a zero (padding channel, padding row, or no kernel tap).
-__device__ __forceinline__ int64_t weight_source(const WeightShape& s, int64_t rt, int64_t slot, int& part) {
-  const int64_t c = split_channel(slot, s.split_block, part);
+// Where the packed (row, tap) pair rt = (group, row, tap) flattened reads its source: the offset of
+// its (group, row, kernel tap) part, or -1 where all its slots are zeros (a padding row, no kernel
+// tap). A slot's channel adds to it (rows_are_out: the input channel, else the output channel).
+__device__ __forceinline__ int64_t weight_row_tap_offset(const WeightShape& s, int64_t rt) {
   const int64_t tap = rt % s.taps;
   int64_t row = rt / s.taps % s.rows;
   const int64_t g = rt / (s.taps * s.rows);
@@ -206,17 +206,17 @@ __device__ __forceinline__ int64_t weight_source(const WeightShape& s, int64_t r
     kt[1] = static_cast<int>(tap / s.k[2] % s.k[1]);
     kt[2] = static_cast<int>(tap % s.k[2]);
   }
-  const int64_t ci = s.rows_are_out ? c : row;  // input channel within the group
-  const int64_t co = s.rows_are_out ? row : c;  // output channel within the group
-  if (ci >= s.Cin_g || co >= s.Cout_g || kt[2] < 0) return -1;
-  return (g * s.Cin_g + ci) * s.stride[0] + co * s.stride[1] + kt[0] * s.stride[2] + kt[1] * s.stride[3] +
-         kt[2] * s.stride[4];
+  const bool zero = kt[2] < 0 || row >= (s.rows_are_out ? s.Cout_g : s.Cin_g);
+  const int64_t row_offset = s.rows_are_out ? row * s.stride[1] : (g * s.Cin_g + row) * s.stride[0];
+  const int64_t group_offset = s.rows_are_out ? g * s.Cin_g * s.stride[0] : 0;
+  return zero ? -1 : group_offset + row_offset + kt[0] * s.stride[2] + kt[1] * s.stride[3] + kt[2] * s.stride[4];
 }
 
 // 32 (row, tap) pairs x 32 slots per block, transposed through shared memory: the reads run along
-// the taps and rows (contiguous in a (Cin, Cout, k, k, k) weight), the writes along the slots.
-// (One element per thread in the packed order read source elements Cout * taps apart: 37 us for
-// 256 x 256 x 27 weights on an H200, NOTES v8.)
+// the taps and rows (contiguous in a (Cin, Cout, k, k, k) weight), the writes along the slots; each
+// thread decodes its (row, tap) pair once for its 4 slots. (One element per thread in the packed
+// order, decoding everything per element with 64-bit divisions, took 37 us for 256 x 256 x 27
+// weights on an H200: compute-bound on the index math, NOTES v8 and v15.)
 constexpr int kWeightTile = 32;
 
 template <typename T>
@@ -226,14 +226,17 @@ __global__ void __launch_bounds__(256) pack_weight_kernel(const T* __restrict__ 
   const int tx = threadIdx.x % kWeightTile, ty = threadIdx.x / kWeightTile;  // 32 x 8
   const int64_t rt0 = int64_t(blockIdx.x) * kWeightTile, slot0 = int64_t(blockIdx.y) * kWeightTile;
   const int64_t rts = s.G * s.rows * s.taps;
+  const int64_t rt_offset = rt0 + tx < rts ? weight_row_tap_offset(s, rt0 + tx) : -1;
+  const int64_t slot_stride = s.rows_are_out ? s.stride[0] : s.stride[1];
+  const int64_t slot_limit = s.rows_are_out ? s.Cin_g : s.Cout_g;
 #pragma unroll
   for (int k = 0; k < kWeightTile / 8; ++k) {
-    const int64_t rt = rt0 + tx, slot = slot0 + ty + 8 * k;
+    const int64_t slot = slot0 + ty + 8 * k;
     T v = from_float<T>(0.f);
-    if (rt < rts && slot < s.slots) {
+    if (rt_offset >= 0 && slot < s.slots) {
       int part;
-      const int64_t offset = weight_source(s, rt, slot, part);
-      if (offset >= 0) v = operand_value(src[offset], round_tf32, part);
+      const int64_t c = split_channel(slot, s.split_block, part);
+      if (c < slot_limit) v = operand_value(src[rt_offset + c * slot_stride], round_tf32, part);
     }
     tile[ty + 8 * k][tx] = v;
   }
