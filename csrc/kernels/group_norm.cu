@@ -84,61 +84,61 @@ __global__ void __launch_bounds__(kThreads) gn_stats_partial_kernel(const T* __r
   }
 }
 
-// One (count, mean, M2) in double, for merging many partials without float rounding.
-struct WelfordD {
-  double n, mean, m2;
-};
-__device__ __forceinline__ WelfordD merge_d(WelfordD a, WelfordD b) {
-  const double n = a.n + b.n;
-  if (n == 0) return a;
-  const double delta = b.mean - a.mean;
-  return {n, a.mean + delta * b.n / n, a.m2 + b.m2 + delta * delta * a.n * b.n / n};
-}
-
-// A warp per (sample, group) merges the group's chunk partials (in double, fixed order: lanes
-// strided, then a fixed shuffle tree), writes mean / rstd and the per-channel scale / shift of the
-// affine-folded normalization. (A block per group, with a shared-memory tree, took ~5 us even for a
-// few chunks.)
-constexpr int kFinalizeGroupsPerBlock = kThreads / 32;
-
+// Merges a group's chunk partials (in double, fixed order), writes mean / rstd and
+// the per-channel scale / shift of the affine-folded normalization.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) gn_finalize_kernel(const Welford* __restrict__ partial, int chunks, int G,
                                                              int cpg, double eps, const T* __restrict__ gamma,
                                                              const T* __restrict__ beta, float* __restrict__ mean_out,
                                                              float* __restrict__ rstd_out, float* __restrict__ scale,
                                                              float* __restrict__ shift, int64_t groups) {
-  const int lane = threadIdx.x & 31;
-  for (int64_t grp = int64_t(blockIdx.x) * kFinalizeGroupsPerBlock + threadIdx.x / 32; grp < groups;
-       grp += int64_t(gridDim.x) * kFinalizeGroupsPerBlock) {
-    WelfordD w{0, 0, 0};
-    for (int i = lane; i < chunks; i += 32) {
-      const Welford p = partial[grp * chunks + i];
-      w = merge_d(w, WelfordD{p.count, p.mean, p.m2});
+  __shared__ double sn[kThreads], smean[kThreads], sm2[kThreads];
+  for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {
+    double n = 0, mean = 0, m2 = 0;
+    for (int i = threadIdx.x; i < chunks; i += kThreads) {
+      const Welford w = partial[grp * chunks + i];
+      const double nn = n + w.count;
+      if (nn > 0) {
+        const double delta = double(w.mean) - mean;
+        mean += delta * w.count / nn;
+        m2 += double(w.m2) + delta * delta * n * w.count / nn;
+        n = nn;
+      }
     }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) {
-      const WelfordD o{__shfl_down_sync(0xffffffffu, w.n, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
-                       __shfl_down_sync(0xffffffffu, w.m2, offset)};
-      w = merge_d(w, o);
+    sn[threadIdx.x] = n;
+    smean[threadIdx.x] = mean;
+    sm2[threadIdx.x] = m2;
+    __syncthreads();
+    for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+      if (threadIdx.x < stride) {
+        const double na = sn[threadIdx.x], nb = sn[threadIdx.x + stride];
+        const double nn = na + nb;
+        if (nn > 0) {
+          const double delta = smean[threadIdx.x + stride] - smean[threadIdx.x];
+          smean[threadIdx.x] += delta * nb / nn;
+          sm2[threadIdx.x] += sm2[threadIdx.x + stride] + delta * delta * na * nb / nn;
+          sn[threadIdx.x] = nn;
+        }
+      }
+      __syncthreads();
     }
-    // lane 0's result to every lane
-    const double n = __shfl_sync(0xffffffffu, w.n, 0), m2 = __shfl_sync(0xffffffffu, w.m2, 0);
-    const double var = n > 0 ? m2 / n : 0.0;
-    const float mean_f = static_cast<float>(__shfl_sync(0xffffffffu, w.mean, 0));
+    const double var = sn[0] > 0 ? sm2[0] / sn[0] : 0.0;
+    const float mean_f = static_cast<float>(smean[0]);
     const float rstd_f = static_cast<float>(1.0 / sqrt((var > 0 ? var : 0.0) + eps));
-    if (lane == 0) {
+    if (threadIdx.x == 0) {
       mean_out[grp] = mean_f;
       rstd_out[grp] = rstd_f;
     }
     const int64_t n_idx = grp / G;
     const int g = static_cast<int>(grp - n_idx * G);
-    for (int c = lane; c < cpg; c += 32) {
+    for (int c = threadIdx.x; c < cpg; c += kThreads) {
       const int channel = g * cpg + c;
       const float a = rstd_f * (gamma ? to_float(gamma[channel]) : 1.f);
       const int64_t row = n_idx * G * cpg + channel;
       scale[row] = a;
       shift[row] = (beta ? to_float(beta[channel]) : 0.f) - mean_f * a;
     }
+    __syncthreads();
   }
 }
 
@@ -326,8 +326,7 @@ void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t 
   STD_TORCH_CHECK(chunks < (int64_t(1) << 31), "convt3d: group too large");
   dispatch_float_type(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t blocks = std::min<int64_t>(ceil_div(groups, kFinalizeGroupsPerBlock), 1 << 30);
-    gn_finalize_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(groups, 1 << 30)), kThreads, 0, stream>>>(
         partial, static_cast<int>(chunks), static_cast<int>(num_groups), static_cast<int>(C / num_groups), eps,
         optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<float*>(mean.mutable_data_ptr()),
         static_cast<float*>(rstd.mutable_data_ptr()), scale, shift, groups);
