@@ -1,6 +1,6 @@
 """Runs every CUDA kernel of the package once on small problems, for compute-sanitizer
 (scripts/sanitize.sh): Hopper (phase form: stride 1, and k4 s2 p1 with two channel tiles; W
-sub-pixel form: k2 s2, k4 s2 p1) and portable forward paths in every
+sub-pixel form: k2 s2, k4 s2 p1; W-rows form, one and two tiles per CTA) and portable forward paths in every
 precision mode, the GroupNorm ops, and every backward kernel. Exits non-zero if a result is
 off. The float64 references run on the CPU, so the only CUDA allocations are the package's
 and its inputs' (PyTorch's own GPU convolutions could add library workspaces to memcheck's
@@ -30,6 +30,8 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
         ("stride1", dict(), 32, 48, 3, (5, 6, 7), "contiguous"),
         ("stride1_cout144", dict(padding=(1, 0, 1)), 16, 144, 3, (3, 4, 5), "contiguous"),  # two channel tiles
         ("stride1_wrows", dict(padding=(0, 1, 1)), 24, 32, 3, (4, 5, 9), "contiguous"),  # W-rows form: 96 rows
+        # W-rows form with 164 tiles: up to 2 per CTA (the staging buffer and statistics rows reused)
+        ("stride1_wrows_tiles", dict(padding=(0, 0, 1)), 4, 32, 3, (14, 14, 80), "contiguous"),
         ("stride2_k2_oddW", dict(stride=2), 16, 24, 2, (3, 4, 3), "contiguous"),
         ("stride2_k2_evenW", dict(stride=2), 40, 24, 2, (3, 4, 6), "contiguous"),
         ("k4s2p1", dict(stride=2, padding=1), 8, 12, 4, (3, 4, 3), "contiguous"),  # W sub-pixel form

@@ -120,24 +120,27 @@ def test_dispatch_picks_the_hopper_path_where_supported(case, dtype, tf32):
     assert path == ("hopper" if expect_hopper else "portable")
 
 
-# The Hopper kernel computes 256-position tiles, or 128-position ones where 256-position tiles would
-# leave more than half the SMs idle. The small cases above all run narrow tiles; these strided ones
-# have hundreds of tiles (far beyond half of any Hopper GPU's SMs), so they run 256-position tiles in
-# the two strided forms (stride 1 in 256-position tiles: the headline and large-problem tests above).
-WIDE_TILE_CASES = [
+# Problems of hundreds of tiles, beyond the SMs of any Hopper GPU: the small cases above all run one
+# tile per CTA, and (the phase and W sub-pixel forms) 128-position tiles, since 256-position tiles
+# would leave more than half the SMs idle. Here the strided forms run 256-position tiles (stride 1
+# does in the headline and large-problem tests above), and the W-rows form runs more than one tile
+# per CTA (its staging buffer and statistics rows reused).
+MANY_TILE_CASES = [
     # W sub-pixel form: 4 (d, h) phases x 16 * 16 * 24 columns = 96 tiles of 256 per sample
     Case("wide_tiles_k2s2", n=4, c_in=32, c_out=32, size=(16, 16, 24), kernel=(2, 2, 2), stride=(2, 2, 2),
          bias=True, num_groups=8),
     # phase form (80 channels, past the W sub-pixel form's limit): 8 phases x 16^3 columns = 128 tiles per sample
     Case("wide_tiles_k4s2p1", n=2, c_in=16, c_out=80, size=(16, 16, 16), kernel=(4, 4, 4), stride=(2, 2, 2),
          padding=(1, 1, 1), num_groups=5),
+    # W-rows form: 22 * 22 * 25 columns (W widened by the padding) = 48 tiles of 254 per sample
+    Case("several_tiles_wrows", n=4, c_in=16, c_out=32, size=(20, 20, 24), padding=(0, 0, 1), bias=True, num_groups=8),
 ]
 
 
 @pytest.mark.skipif(not HOPPER, reason="the Hopper path needs an sm_90 GPU")
-@pytest.mark.parametrize("case", WIDE_TILE_CASES, ids=[c.name for c in WIDE_TILE_CASES])
+@pytest.mark.parametrize("case", MANY_TILE_CASES, ids=[c.name for c in MANY_TILE_CASES])
 @pytest.mark.parametrize("dtype,tf32", MODES)
-def test_strided_forms_in_256_position_tiles_match_float64(case, dtype, tf32):
+def test_many_tile_problems_match_float64(case, dtype, tf32):
     x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name, dtype, tf32))
     with allow_tf32(tf32):
         assert convt3d_ops.forward_path(x, w, **case.conv_kwargs()) == "hopper"
