@@ -34,7 +34,7 @@ namespace convt3d {
 namespace {
 
 constexpr int kTileCo = 128;   // output channels per tile: 2 consumer warpgroups x 64
-constexpr int kTilePos = 256;  // output positions (GEMM columns) per tile: 256, or 128 (narrow tiles)
+constexpr int kTilePos = 256;  // output positions (GEMM columns) per tile, unless narrow (below)
 constexpr int kNarrowTilePos = 128;  // for grids that fill at most half the SMs with 256-column tiles
 constexpr int kThreads = 384;
 
@@ -209,8 +209,8 @@ __device__ __forceinline__ void accumulate(float (&acc)[R::kAcc], int kblocks, u
 // The 3xTF32 mainloop. The tensor cores truncate while they accumulate, which over a whole
 // K of big + small products costs fp32 accuracy (measured on the portable path: 6e-6 rel L2
 // vs PyTorch's 2e-7). So each stage (one pass over one K-block) is summed by the MMAs into a
-// fresh 64-column-half partial and added to acc with IEEE fp32 adds; the halves (m64n128)
-// keep the partial at 64 registers next to the 128 of acc.
+// fresh partial of 128 columns (m64n128) and added to acc with IEEE fp32 adds; two such halves
+// per 256-column tile keep the partial at 64 registers next to the 128 of acc (one: narrow tile).
 template <class R>
 __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[R::kAcc], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                                   uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
