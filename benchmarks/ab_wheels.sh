@@ -4,6 +4,8 @@
 #   [MODES=fp32,bf16] bash benchmarks/ab_wheels.sh "headline,ch32" "v4 v5" [ncu]
 # With "ncu" as the third argument, also a few ncu metrics of the Hopper kernel for each version
 # (the headline problem) in the same file.
+# Order matters: in v18's runs the first wheel of a round was often the faster one, so compare ABBA
+# orders ("vA vB vB vA vA vB") and more than one round (NOTES v18).
 set -uo pipefail
 problems=$1; versions=$2; profile=${3:-}; modes=${MODES:-fp32}
 ROOT=$(pwd); OUT=${OUT:-/tmp/ab_out}; mkdir -p "$OUT"
