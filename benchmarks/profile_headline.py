@@ -5,8 +5,9 @@ torch.profiler. For benchmarks/NOTES.md: which kernel the time goes to.
     cd /tmp && python3 /path/to/benchmarks/profile_headline.py --problems spatial8,ch32
 
 With --problems (bench problem names): the fused forward of each, its kernels' GPU time per call
-next to the time per call with CUDA events (as the benchmark takes it), whose difference is the
-time the GPU waits for the host between kernels.
+next to the time per call with CUDA events (as the benchmark takes it, each call synchronized),
+whose difference is the time the GPU waits for the host; then the last call's kernels in GPU order
+with the gaps between them.
 """
 import argparse
 
@@ -29,12 +30,28 @@ def profile_problems(names, mode):
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 for i in range(calls):
                     fwd(inputs[i % len(inputs)])
-                torch.cuda.synchronize()
+                    torch.cuda.synchronize()  # each call alone on the GPU, as the benchmark times it
         kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
         gpu_ms = sum(e.self_device_time_total for e in kernels) / calls / 1e3
         print(f"==== {p.name} {mode}: {event_ms:.3f} ms per call (events), kernels {gpu_ms:.3f} ms per call ====")
         for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
             print(f"  {e.self_device_time_total / calls / 1e3:8.4f} ms  {e.count // calls:3d}x  {e.key[:90]}")
+        print_last_call_timeline(prof, calls)
+
+
+def print_last_call_timeline(prof, calls):
+    """The last call's kernels in GPU order: start (us after the first kernel's start), duration, and the
+    gap after the previous kernel's end (what launching the next kernel costs on the GPU)."""
+    events = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
+                    key=lambda e: e.time_range.start)
+    per_call = len(events) // calls
+    last = events[-per_call:]
+    t0, prev_end = last[0].time_range.start, None
+    for e in last:
+        gap = "" if prev_end is None else f"gap {e.time_range.start - prev_end:6.1f} us"
+        print(f"    start {e.time_range.start - t0:7.1f} us  {e.time_range.elapsed_us():7.1f} us  {gap:14s} "
+              f"{e.name[:70]}")
+        prev_end = e.time_range.end
 
 
 def main():
