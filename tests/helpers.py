@@ -96,6 +96,13 @@ def reference_chain(x, weight, bias, gn_weight, gn_bias, stride, padding, output
     return (y, pre) if return_pre else y
 
 
+def reference_group_stats(pre, num_groups, eps):
+    """GroupNorm's (mean, rstd) of relu(pre) per (sample, group), as fused_forward returns them."""
+    h = torch.relu(pre).reshape(pre.shape[0], num_groups, -1)
+    var, mean = torch.var_mean(h, dim=2, unbiased=False)
+    return mean, (var + eps).rsqrt()
+
+
 def to64(t: Optional[torch.Tensor], device: str = "cpu", requires_grad: bool = False):
     if t is None:
         return None

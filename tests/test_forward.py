@@ -6,7 +6,7 @@ import torch
 import convt3d_ops
 from cases import CASE_IDS, CASES
 from helpers import (ALL_DEVICES, allow_tf32, assert_close_class, poison_cuda_cache, precision_class, reference_chain,
-                     seed_for, to64)
+                     reference_group_stats, seed_for, to64)
 
 MODES = [(torch.float32, True, "fp32-tf32"), (torch.float32, False, "fp32-ieee"), (torch.float16, True, "fp16"),
          (torch.bfloat16, True, "bf16")]
@@ -24,12 +24,16 @@ def test_fused_forward_matches_float64(case, dtype, tf32, device):
     with allow_tf32(tf32):
         y, mean, rstd = convt3d_ops.fused_forward(x, w, b, gw, gb, num_groups=case.num_groups, eps=case.eps,
                                                   return_stats=True, **case.conv_kwargs())
-    ref = reference_chain(to64(x), to64(w), to64(b), to64(gw), to64(gb), num_groups=case.num_groups, eps=case.eps,
-                          **case.conv_kwargs())
+    ref, pre = reference_chain(to64(x), to64(w), to64(b), to64(gw), to64(gb), num_groups=case.num_groups,
+                               eps=case.eps, return_pre=True, **case.conv_kwargs())
     assert y.dtype == dtype and y.device.type == device
     assert mean.dtype == torch.float32 and mean.shape == (case.n, case.num_groups)
     assert rstd.dtype == torch.float32 and rstd.shape == (case.n, case.num_groups)
-    assert_close_class(y, ref, precision_class(dtype, device, tf32))
+    cls = precision_class(dtype, device, tf32)
+    assert_close_class(y, ref, cls)
+    ref_mean, ref_rstd = reference_group_stats(pre, case.num_groups, case.eps)
+    assert_close_class(mean, ref_mean, cls, what="mean")
+    assert_close_class(rstd, ref_rstd, cls, what="rstd")
 
 
 @pytest.mark.parametrize("device,dtype,tf32", DEVICE_MODES)

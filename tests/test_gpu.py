@@ -9,7 +9,7 @@ from convt3d_ops import reference
 from convt3d_ops._checks import conv_transpose_output_size
 from cases import CASE_IDS, CASES, Case
 from helpers import (allow_tf32, assert_close_class, errors, poison_cuda_cache, precision_class, reference_chain,
-                     requires_cuda, seed_for)
+                     reference_group_stats, requires_cuda, seed_for)
 
 pytestmark = [pytest.mark.gpu, requires_cuda]
 
@@ -141,12 +141,22 @@ MANY_TILE_CASES = [
 @pytest.mark.parametrize("case", MANY_TILE_CASES, ids=[c.name for c in MANY_TILE_CASES])
 @pytest.mark.parametrize("dtype,tf32", MODES)
 def test_many_tile_problems_match_float64(case, dtype, tf32):
+    """Also the GroupNorm statistics against float64, and every output bitwise the same in a second run."""
     x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name, dtype, tf32))
+    runs = []
     with allow_tf32(tf32):
         assert convt3d_ops.forward_path(x, w, **case.conv_kwargs()) == "hopper"
-        poison_cuda_cache()
-        y = convt3d_ops.fused_forward(x, w, b, gw, gb, num_groups=case.num_groups, eps=case.eps,
-                                      **case.conv_kwargs())
-    ref = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
-                          num_groups=case.num_groups, eps=case.eps, **case.conv_kwargs())
-    assert_close_class(y, ref, precision_class(dtype, "cuda", tf32))
+        for _ in range(2):
+            poison_cuda_cache()
+            runs.append(convt3d_ops.fused_forward(x, w, b, gw, gb, num_groups=case.num_groups, eps=case.eps,
+                                                  return_stats=True, **case.conv_kwargs()))
+    ref, pre = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
+                               num_groups=case.num_groups, eps=case.eps, return_pre=True, **case.conv_kwargs())
+    (y, mean, rstd), again = runs
+    cls = precision_class(dtype, "cuda", tf32)
+    assert_close_class(y, ref, cls)
+    ref_mean, ref_rstd = reference_group_stats(pre, case.num_groups, case.eps)
+    assert_close_class(mean, ref_mean, cls, what="mean")
+    assert_close_class(rstd, ref_rstd, cls, what="rstd")
+    for first, second in zip(runs[0], again):
+        assert torch.equal(first, second)

@@ -84,61 +84,55 @@ __global__ void __launch_bounds__(kThreads) gn_stats_partial_kernel(const T* __r
   }
 }
 
-// Merges a group's chunk partials (in double, fixed order), writes mean / rstd and
-// the per-channel scale / shift of the affine-folded normalization.
+// The warp's sum, the same in every lane (at each level a lane adds a + b, its partner b + a).
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// A warp per (sample, group): merges the group's chunk partials, writes mean / rstd and the per-channel
+// scale / shift of the affine-folded normalization. One pass in double about a shift K (the first
+// chunk's mean): n = sum n_i, S1 = sum n_i (mean_i - K), S2 = sum m2_i + n_i (mean_i - K)^2, then
+// mean = K + S1 / n and M2 = S2 - S1^2 / n. Sums, not Chan's chain of merges (a division each, which
+// is latency-bound at hundreds of chunks: NOTES v16); a fixed order, so deterministic.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) gn_finalize_kernel(const Welford* __restrict__ partial, int chunks, int G,
                                                              int cpg, double eps, const T* __restrict__ gamma,
                                                              const T* __restrict__ beta, float* __restrict__ mean_out,
                                                              float* __restrict__ rstd_out, float* __restrict__ scale,
                                                              float* __restrict__ shift, int64_t groups) {
-  __shared__ double sn[kThreads], smean[kThreads], sm2[kThreads];
-  for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {
-    double n = 0, mean = 0, m2 = 0;
-    for (int i = threadIdx.x; i < chunks; i += kThreads) {
-      const Welford w = partial[grp * chunks + i];
-      const double nn = n + w.count;
-      if (nn > 0) {
-        const double delta = double(w.mean) - mean;
-        mean += delta * w.count / nn;
-        m2 += double(w.m2) + delta * delta * n * w.count / nn;
-        n = nn;
-      }
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x & 31;
+  for (int64_t grp = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32; grp < groups; grp += int64_t(gridDim.x) * kWarps) {
+    const Welford* part = partial + grp * chunks;
+    const double K = part[0].mean;
+    double n = 0.0, s1 = 0.0, s2 = 0.0;
+#pragma unroll 4
+    for (int i = lane; i < chunks; i += 32) {
+      const Welford w = part[i];
+      const double d = double(w.mean) - K;
+      n += w.count;
+      s1 += w.count * d;
+      s2 += w.m2 + w.count * d * d;
     }
-    sn[threadIdx.x] = n;
-    smean[threadIdx.x] = mean;
-    sm2[threadIdx.x] = m2;
-    __syncthreads();
-    for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
-      if (threadIdx.x < stride) {
-        const double na = sn[threadIdx.x], nb = sn[threadIdx.x + stride];
-        const double nn = na + nb;
-        if (nn > 0) {
-          const double delta = smean[threadIdx.x + stride] - smean[threadIdx.x];
-          smean[threadIdx.x] += delta * nb / nn;
-          sm2[threadIdx.x] += sm2[threadIdx.x + stride] + delta * delta * na * nb / nn;
-          sn[threadIdx.x] = nn;
-        }
-      }
-      __syncthreads();
-    }
-    const double var = sn[0] > 0 ? sm2[0] / sn[0] : 0.0;
-    const float mean_f = static_cast<float>(smean[0]);
-    const float rstd_f = static_cast<float>(1.0 / sqrt((var > 0 ? var : 0.0) + eps));
-    if (threadIdx.x == 0) {
+    n = warp_sum(n);
+    s1 = warp_sum(s1);
+    s2 = warp_sum(s2);
+    const double mean = n > 0.0 ? K + s1 / n : 0.0;
+    const double var = n > 0.0 ? fmax(s2 - s1 * s1 / n, 0.0) / n : 0.0;
+    const float mean_f = static_cast<float>(mean);
+    const float rstd_f = static_cast<float>(1.0 / sqrt(var + eps));
+    if (lane == 0) {
       mean_out[grp] = mean_f;
       rstd_out[grp] = rstd_f;
     }
-    const int64_t n_idx = grp / G;
-    const int g = static_cast<int>(grp - n_idx * G);
-    for (int c = threadIdx.x; c < cpg; c += kThreads) {
-      const int channel = g * cpg + c;
-      const float a = rstd_f * (gamma ? to_float(gamma[channel]) : 1.f);
-      const int64_t row = n_idx * G * cpg + channel;
-      scale[row] = a;
-      shift[row] = (beta ? to_float(beta[channel]) : 0.f) - mean_f * a;
+    const int g = static_cast<int>(grp % G);
+    for (int c = lane; c < cpg; c += 32) {  // rows (n, g * cpg + c) of the (N, C) scale and shift
+      const float a = rstd_f * (gamma ? to_float(gamma[g * cpg + c]) : 1.f);
+      scale[grp * cpg + c] = a;
+      shift[grp * cpg + c] = (beta ? to_float(beta[g * cpg + c]) : 0.f) - mean_f * a;
     }
-    __syncthreads();
   }
 }
 
@@ -326,7 +320,8 @@ void group_norm_finalize(const WelfordPartial* partial, int64_t chunks, int64_t 
   STD_TORCH_CHECK(chunks < (int64_t(1) << 31), "convt3d: group too large");
   dispatch_float_type(dtype, [&](auto tag) {
     using T = decltype(tag);
-    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(groups, 1 << 30)), kThreads, 0, stream>>>(
+    const int64_t blocks = ceil_div(groups, kThreads / 32);
+    gn_finalize_kernel<T><<<static_cast<unsigned>(std::min<int64_t>(blocks, 1 << 30)), kThreads, 0, stream>>>(
         partial, static_cast<int>(chunks), static_cast<int>(num_groups), static_cast<int>(C / num_groups), eps,
         optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<float*>(mean.mutable_data_ptr()),
         static_cast<float*>(rstd.mutable_data_ptr()), scale, shift, groups);

@@ -1,6 +1,6 @@
-// GroupNorm on a contiguous (N, C, *spatial) tensor: two-pass Welford statistics
-// (per-chunk partials merged with Chan's formula in a fixed order, so results
-// are deterministic), then a normalize+affine pass at memory bandwidth.
+// GroupNorm on a contiguous (N, C, *spatial) tensor: per-chunk Welford partials, merged
+// per group in double in a fixed order (so results are deterministic), then a
+// normalize+affine pass at memory bandwidth.
 #pragma once
 
 #include "common/host_utils.h"
@@ -8,7 +8,7 @@
 namespace convt3d {
 
 // Statistics of one chunk of one (sample, group): element count, mean, sum of squared
-// deviations. Chunks of a group are merged with Chan's formula in a fixed order.
+// deviations.
 struct WelfordPartial {
   float count, mean, m2;
 };

@@ -825,8 +825,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   void* wp = ws.slice<void>(wp_slice);
   WelfordPartial* stats = num_groups > 0 ? ws.slice<WelfordPartial>(stats_slice) : nullptr;
   const int split_block = split ? static_cast<int>(ch) : 0;
-  pack_activation(x, xp, 1, shape.Cp, round, stream, split_block);
-  pack_weight_phases(weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, stream, split_block);
+  pack_hopper_operands(x, xp, weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, split_block, stream);
   // one channel tile of fewer than 128 real rows: loads bring only those (rounded to the 8-row swizzle
   // atom), the kernel zeroes the rest of each stage once. (Not the TMA's out-of-bounds fill: a box
   // three quarters outside the map made the ch32 kernel 1.5x slower, v10 in NOTES.)

@@ -67,17 +67,18 @@ struct PackTile {
 };
 constexpr int kPackSlots = 32;
 
+// One block of the activation pack: tile (position block bx, slot block by) of sample n.
 template <typename T>
-__global__ void __launch_bounds__(256) pack_activation_kernel(const T* __restrict__ src, T* __restrict__ dst,
-                                                              ActivationShape s, int round_tf32) {
+__device__ __forceinline__ void pack_activation_block(const T* __restrict__ src, T* __restrict__ dst,
+                                                      const ActivationShape& s, int round_tf32, int64_t bx, int by,
+                                                      int64_t n) {
   using Tile = PackTile<T>;
   constexpr int kVec = Tile::kVec, kP = Tile::kPositions;
   __shared__ __align__(16) T tile[kPackSlots * kP];
   const int tid = threadIdx.x;
-  const int64_t s0 = int64_t(blockIdx.x) * kP;
-  const int slot0 = blockIdx.y * kPackSlots;
+  const int64_t s0 = bx * kP;
+  const int slot0 = by * kPackSlots;
   const int slots = s.G * s.slots_per_group;
-  const int64_t n = blockIdx.z;
   const T* src_n = src + n * s.stride[0];
   // the source channel offset of tile slot q, or -1 for a padding slot; and its 3xTF32 part
   auto channel_of = [&](int q, int& part) -> int64_t {
@@ -219,12 +220,13 @@ __device__ __forceinline__ int64_t weight_row_tap_offset(const WeightShape& s, i
 // weights on an H200: compute-bound on the index math, NOTES v8 and v15.)
 constexpr int kWeightTile = 32;
 
+// One block of the weight pack: (row, tap) block bx, slot block by.
 template <typename T>
-__global__ void __launch_bounds__(256) pack_weight_kernel(const T* __restrict__ src, T* __restrict__ dst,
-                                                          WeightShape s, int round_tf32) {
+__device__ __forceinline__ void pack_weight_block(const T* __restrict__ src, T* __restrict__ dst, const WeightShape& s,
+                                                  int round_tf32, int64_t bx, int64_t by) {
   __shared__ T tile[kWeightTile][kWeightTile + 1];
   const int tx = threadIdx.x % kWeightTile, ty = threadIdx.x / kWeightTile;  // 32 x 8
-  const int64_t rt0 = int64_t(blockIdx.x) * kWeightTile, slot0 = int64_t(blockIdx.y) * kWeightTile;
+  const int64_t rt0 = bx * kWeightTile, slot0 = by * kWeightTile;
   const int64_t rts = s.G * s.rows * s.taps;
   const int64_t rt_offset = rt0 + tx < rts ? weight_row_tap_offset(s, rt0 + tx) : -1;
   const int64_t slot_stride = s.rows_are_out ? s.stride[0] : s.stride[1];
@@ -248,10 +250,48 @@ __global__ void __launch_bounds__(256) pack_weight_kernel(const T* __restrict__ 
   }
 }
 
-}  // namespace
+// The packs of one launch: an activation pack, a weight pack, or both (each a block range of a 1-D
+// grid, so the packs of a forward cost one launch and run side by side).
+template <typename T>
+struct PackLaunch {
+  const T* x;
+  T* xp;
+  ActivationShape a;
+  int a_blocks, a_grid_x, a_grid_y;  // activation blocks: (position block, slot block, sample)
+  const T* w;
+  T* wp;
+  WeightShape ws;
+  int w_grid_x;                      // weight blocks: ((row, tap) block, slot block)
+  int round_tf32;
+};
 
-void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream,
-                     int split_block) {
+// At most the registers of the activation pack alone (48 / 60), so as many of its blocks fit on an
+// SM as before the two packs shared a kernel (v19: 64 / 66 registers cost the headline's pack 6 us).
+template <typename T>
+__global__ void __launch_bounds__(256, sizeof(T) == 4 ? 5 : 4) pack_kernel(PackLaunch<T> l) {
+  int b = blockIdx.x;  // the grid is under 2^31 blocks: 32-bit block arithmetic
+  if (b < l.a_blocks) {
+    pack_activation_block(l.x, l.xp, l.a, l.round_tf32, b % l.a_grid_x, b / l.a_grid_x % l.a_grid_y,
+                          b / (l.a_grid_x * l.a_grid_y));
+    return;
+  }
+  b -= l.a_blocks;
+  pack_weight_block(l.w, l.wp, l.ws, l.round_tf32, b % l.w_grid_x, b / l.w_grid_x);
+}
+
+struct ActivationJob {
+  const Tensor* src = nullptr;
+  void* dst = nullptr;
+  ActivationShape s{};
+};
+
+struct WeightJob {
+  const Tensor* src = nullptr;
+  void* dst = nullptr;
+  WeightShape s{};
+};
+
+ActivationJob activation_job(const Tensor& src, void* dst, int64_t groups, int64_t Cp, int split_block) {
   ActivationShape s{};
   for (int i = 0; i < 5; ++i) s.stride[i] = src.stride(i);
   s.S = src.size(2) * src.size(3) * src.size(4);
@@ -262,28 +302,14 @@ void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, b
   s.split_block = split_block;
   s.slots_per_group = static_cast<int>(split_block > 0 ? 2 * Cp : Cp);
   s.collapsible = s.stride[2] == src.size(3) * s.stride[3] && s.stride[3] == src.size(4) * s.stride[4];
-  const int64_t N = src.size(0);
-  if (N == 0 || s.S == 0) return;
-  STD_TORCH_CHECK(N <= 65535, "convt3d: batch sizes above 65535 are not supported");
-  dispatch_float_type(src.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
-    using Tile = PackTile<T>;
-    // the write side's 16-byte stores: rows of whole 16-byte chunks (Cp is a multiple of 8)
-    STD_TORCH_CHECK((groups * s.slots_per_group) % Tile::kVec == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0,
-                    "convt3d: internal error: misaligned packed activations");
-    const int64_t v = Tile::kVec;
-    s.vector_loads = s.collapsible && s.stride[4] == 1 && s.S % v == 0 && s.stride[1] % v == 0 &&
-                     s.stride[0] % v == 0 && reinterpret_cast<uintptr_t>(src.const_data_ptr()) % 16 == 0;
-    const dim3 grid(static_cast<unsigned>(ceil_div(s.S, Tile::kPositions)),
-                    static_cast<unsigned>(ceil_div(groups * s.slots_per_group, kPackSlots)),
-                    static_cast<unsigned>(N));
-    pack_activation_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(src.const_data_ptr()),
-                                                         static_cast<T*>(dst), s, round_tf32 ? 1 : 0);
-  });
-  CONVT3D_CHECK_LAUNCH();
+  // the write side's 16-byte stores: rows of whole 16-byte chunks (Cp is a multiple of 8)
+  const int64_t v = 16 / src.element_size();  // PackTile<T>::kVec
+  STD_TORCH_CHECK((groups * s.slots_per_group) % v == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0,
+                  "convt3d: internal error: misaligned packed activations");
+  s.vector_loads = s.collapsible && s.stride[4] == 1 && s.S % v == 0 && s.stride[1] % v == 0 &&
+                   s.stride[0] % v == 0 && reinterpret_cast<uintptr_t>(src.const_data_ptr()) % 16 == 0;
+  return {&src, dst, s};
 }
-
-namespace {
 
 WeightShape weight_shape(const Tensor& w, int64_t groups, int64_t Cp, int split_block) {
   WeightShape s{};
@@ -298,35 +324,66 @@ WeightShape weight_shape(const Tensor& w, int64_t groups, int64_t Cp, int split_
   return s;
 }
 
-void launch_pack_weight(const Tensor& w, void* dst, const WeightShape& s, bool round_tf32, cudaStream_t stream) {
-  const int64_t rts = s.G * s.rows * s.taps;
-  if (rts == 0 || s.slots == 0) return;
-  STD_TORCH_CHECK(ceil_div(s.slots, kWeightTile) <= 65535 && ceil_div(rts, kWeightTile) < (int64_t(1) << 31),
-                  "convt3d: the weight tensor is too large to pack");
-  const dim3 grid(static_cast<unsigned>(ceil_div(rts, kWeightTile)),
-                  static_cast<unsigned>(ceil_div(s.slots, kWeightTile)));
-  dispatch_float_type(w.scalar_type(), [&](auto tag) {
+// Launches the given packs (either may be null) as one grid.
+void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, cudaStream_t stream) {
+  const ScalarType dtype = a != nullptr ? a->src->scalar_type() : w->src->scalar_type();
+  dispatch_float_type(dtype, [&](auto tag) {
     using T = decltype(tag);
-    pack_weight_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(w.const_data_ptr()), static_cast<T*>(dst), s,
-                                                    round_tf32 ? 1 : 0);
+    PackLaunch<T> l{};
+    int64_t a_blocks = 0;
+    if (a != nullptr && a->src->size(0) > 0 && a->s.S > 0) {
+      STD_TORCH_CHECK(a->src->size(0) <= 65535, "convt3d: batch sizes above 65535 are not supported");
+      l.x = static_cast<const T*>(a->src->const_data_ptr());
+      l.xp = static_cast<T*>(a->dst);
+      l.a = a->s;
+      a_blocks = ceil_div(a->s.S, PackTile<T>::kPositions) * ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots) *
+                 a->src->size(0);
+      l.a_grid_x = static_cast<int>(ceil_div(a->s.S, PackTile<T>::kPositions));
+      l.a_grid_y = static_cast<int>(ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots));
+    }
+    int64_t w_blocks = 0;
+    if (w != nullptr && w->s.G * w->s.rows * w->s.taps > 0 && w->s.slots > 0) {
+      l.w = static_cast<const T*>(w->src->const_data_ptr());
+      l.wp = static_cast<T*>(w->dst);
+      l.ws = w->s;
+      const int64_t w_grid_x = ceil_div(w->s.G * w->s.rows * w->s.taps, kWeightTile);
+      w_blocks = w_grid_x * ceil_div(w->s.slots, kWeightTile);
+      l.w_grid_x = static_cast<int>(std::min<int64_t>(w_grid_x, INT32_MAX));
+    }
+    l.round_tf32 = round_tf32 ? 1 : 0;
+    const int64_t blocks = a_blocks + w_blocks;
+    if (blocks == 0) return;
+    STD_TORCH_CHECK(blocks < (int64_t(1) << 31), "convt3d: the operands are too large to pack");
+    l.a_blocks = static_cast<int>(a_blocks);
+    pack_kernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(l);
   });
   CONVT3D_CHECK_LAUNCH();
 }
 
 }  // namespace
 
+void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream,
+                     int split_block) {
+  const ActivationJob a = activation_job(src, dst, groups, Cp, split_block);
+  launch_packs(&a, nullptr, round_tf32, stream);
+}
+
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
                  cudaStream_t stream) {
-  WeightShape s = weight_shape(w, groups, Cp, 0);
+  WeightJob job{&w, dst, weight_shape(w, groups, Cp, 0)};
+  WeightShape& s = job.s;
   s.rows_are_out = rows == WeightRows::kOutChannels;
   s.rows = s.rows_are_out ? s.Cout_g : s.Cin_g;
   s.plain = true;
-  launch_pack_weight(w, dst, s, round_tf32, stream);
+  launch_packs(nullptr, &job, round_tf32, stream);
 }
 
-void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
-                        IntList padding, GemmForm form, bool round_tf32, cudaStream_t stream, int split_block) {
-  WeightShape s = weight_shape(w, 1, Cp, split_block);
+void pack_hopper_operands(const Tensor& x, void* xp, const Tensor& w, void* wp, int64_t Cp, int64_t rows_per_phase,
+                          IntList stride, IntList padding, GemmForm form, bool round_tf32, int split_block,
+                          cudaStream_t stream) {
+  const ActivationJob a = activation_job(x, xp, 1, Cp, split_block);
+  WeightJob job{&w, wp, weight_shape(w, 1, Cp, split_block)};
+  WeightShape& s = job.s;
   const bool w_subpixel = form == GemmForm::kWSubpixel;
   s.rows_are_out = 1;
   s.form = form;
@@ -352,7 +409,7 @@ void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per
   }
   s.taps = int64_t(s.sub_k[0]) * s.sub_k[1] * s.sub_k[2];
   s.rows = phases * rows_per_phase;
-  launch_pack_weight(w, dst, s, round_tf32, stream);
+  launch_packs(&a, &job, round_tf32, stream);
 }
 
 }  // namespace convt3d

@@ -26,13 +26,15 @@ enum class WeightRows {
 void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightRows rows, bool round_tf32,
                  cudaStream_t stream);
 
-// The Hopper kernel's weight operands (groups 1; common/gemm_forms.h): [phase][rows_per_phase]
-// [taps][Cp], rows past the output channels zero. Phase form: a row is an output channel, the taps
-// are K / s per dimension in filter-offset order (stride 1: the flipped kernel). W sub-pixel form
-// (stride 2 along W): phases over (d, h) only, a row is (output channel, W-phase) (subpixel_row),
-// the W taps are the union window, zero where the row's W-phase has no tap. W-rows form (stride 1):
-// one phase, a row is (W filter offset, output channel), the taps are (d, h) only.
-void pack_weight_phases(const Tensor& w, void* dst, int64_t Cp, int64_t rows_per_phase, IntList stride,
-                        IntList padding, GemmForm form, bool round_tf32, cudaStream_t stream, int split_block = 0);
+// The Hopper kernel's operands, both packs in one launch: the activations of x (groups 1) and the
+// weights (common/gemm_forms.h): [phase][rows_per_phase][taps][Cp], rows past the output channels
+// zero. Phase form: a row is an output channel, the taps are K / s per dimension in filter-offset
+// order (stride 1: the flipped kernel). W sub-pixel form (stride 2 along W): phases over (d, h)
+// only, a row is (output channel, W-phase) (subpixel_row), the W taps are the union window, zero
+// where the row's W-phase has no tap. W-rows form (stride 1): one phase, a row is (W filter
+// offset, output channel), the taps are (d, h) only.
+void pack_hopper_operands(const Tensor& x, void* xp, const Tensor& w, void* wp, int64_t Cp, int64_t rows_per_phase,
+                          IntList stride, IntList padding, GemmForm form, bool round_tf32, int split_block,
+                          cudaStream_t stream);
 
 }  // namespace convt3d
