@@ -75,6 +75,10 @@ CASES = [
     Case("odd_positions", size=(4, 4, 4), kernel=(2, 2, 2), bias=True, num_groups=8),
     Case("padding", padding=(1, 0, 2), num_groups=2),
     Case("cout_two_tiles", n=1, c_in=16, c_out=144, size=(3, 4, 5), num_groups=3, bias=True),
+    # the Hopper kernel's TMA-store epilogue (16-bit dtypes, stride 1, rows of a multiple of 16 bytes:
+    # 288 positions here, three 128-position tiles, the last partial; 72 channels, the rows past Cout
+    # clipped by the output map). cout_two_tiles above (210 positions) takes its register stores.
+    Case("tma_store_rows", c_in=8, c_out=72, size=(4, 4, 6), num_groups=6, bias=True),
     Case("many_tiles", n=3, c_in=32, c_out=32, size=(9, 10, 11), num_groups=8),
     # positions a multiple of 8 (the activation pack's 16-byte loads in every dtype) and 40 input
     # channels (a second, partly padded 32-slot block of the packed rows)

@@ -134,6 +134,13 @@ MANY_TILE_CASES = [
          padding=(1, 1, 1), num_groups=5),
     # W-rows form: 22 * 22 * 25 columns (W widened by the padding) = 48 tiles of 254 per sample
     Case("several_tiles_wrows", n=4, c_in=16, c_out=32, size=(20, 20, 24), padding=(0, 0, 1), bias=True, num_groups=8),
+    # phase form, stride 1, the TMA-store epilogue in 16-bit dtypes (fp32: register stores):
+    # 14 * 14 * 16 positions = 13 tiles of 256 per sample
+    # (the last one 64 wide), 80 channels (rows past Cout clipped by the output map; groups of 16
+    # straddling the two consumer warpgroups), 24 input channels (a partly padded K-block)
+    Case("stride1_tma_store", n=8, c_in=24, c_out=80, size=(12, 12, 14), bias=True, num_groups=5),
+    # the same with 40 channels: the second consumer warpgroup idle (no MMAs, no staged rows)
+    Case("stride1_tma_store_idle_warpgroup", n=8, c_in=16, c_out=40, size=(12, 12, 14), num_groups=8),
 ]
 
 

@@ -6,8 +6,9 @@
 //                rows x 128 B, or 128 rows in a narrow tile) into a ring of stages (full/empty
 //                mbarriers; Ring);
 //   warpgroups 1, 2: wgmma m64n256 (narrow tiles: m64n128) over their 64 tile rows, then the
-//                epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics); warpgroup 2
-//                has no MMAs where all its rows are padding (64 or fewer real rows).
+//                epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics; 16-bit outputs
+//                of stride 1 through a staging buffer and TMA stores); warpgroup 2 has no MMAs
+//                where all its rows are padding (64 or fewer real rows).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half), or 64 bytes (32
 // half, the 64-byte swizzle, twice the stages: Ring) for 16-bit operands with at most 32 input channels.
 // Three GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
@@ -56,16 +57,24 @@ struct Ring {
   static constexpr int kStages = kBytes / kStageBytes;
   static constexpr int kKSteps = kRow / 32;  // wgmma k-steps (32 bytes of K each) per K-block
 };
-template <int kRow, GemmForm kForm, int kCols>
-using RingOf = Ring<kRow, kCols, kForm == GemmForm::kWRows ? kRingBytes / 2 : kRingBytes>;
+// Phase form with 16-bit outputs: the stride-1 tile (at most 64 KB) goes out through TMA stores
+// from a staging buffer after a ring of three quarters (store_tile_through_staging).
+constexpr int kStoreStagingBytes = 64 * 1024;
+constexpr bool staged_stores(GemmForm form, int elem) { return form == GemmForm::kPhases && elem == 2; }
+constexpr int ring_bytes(GemmForm form, int elem) {
+  return form == GemmForm::kWRows ? kRingBytes / 2 : staged_stores(form, elem) ? kRingBytes * 3 / 4 : kRingBytes;
+}
+template <int kRow, GemmForm kForm, int kCols, int kElem>
+using RingOf = Ring<kRow, kCols, ring_bytes(kForm, kElem)>;
 
 // W-rows form: the tile's accumulators staged as fp32 rows of kStagePitch floats (+8: a warp's
 // float2 stores of 8 rows take two shared-memory wavefronts instead of eight).
 constexpr int kStagePitch = kTilePos + 8;
 constexpr int kStagingBytes = kWRowsMaxRows * kStagePitch * 4;
 // dynamic shared memory: the ring (+ the staging), + slack to align it to 1024 bytes
-constexpr int smem_bytes(GemmForm form) {
-  return (form == GemmForm::kWRows ? kRingBytes / 2 + kStagingBytes : kRingBytes) + 1024;
+constexpr int smem_bytes(GemmForm form, int elem) {
+  return ring_bytes(form, elem) +
+         (form == GemmForm::kWRows ? kStagingBytes : staged_stores(form, elem) ? kStoreStagingBytes : 0) + 1024;
 }
 
 struct HopperParams {
@@ -88,6 +97,7 @@ struct HopperParams {
   int kblocks;              // taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
   int out_P, out_H, out_W;  // the real output's sizes
+  int tma_store;            // staged_stores and stride 1: the epilogue stores through the staging (omap)
 };
 
 #if CONVT3D_HOPPER
@@ -376,6 +386,59 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[kAcc], co
     at.advance(8, p.Ho, p.Wo);
   }
 }
+// One phase of 16-bit outputs through TMA stores (p.tma_store): the tile's values go into the
+// staging buffer as boxes of 128 rows x 128 bytes of positions in the 128-byte swizzle (the TMA's
+// layout; a warp's writes then take the fewest shared-memory wavefronts), and consumer thread 128
+// stores the boxes with the TMA (the output map clips positions past the sample and rows past
+// Cout) while the consumers go on to the next tile. Before the next tile rewrites the staging, the
+// stores must have read it. kActive is false for an idle warpgroup (Cout <= 64), which writes
+// nothing (acc: nullptr) but takes part in the barriers. (Not for fp32: its 128 KB tile needs two
+// passes through the staging, and measured 1.5-2% slower than the register stores, v20 in NOTES.)
+template <typename T, int kAcc, bool kActive>
+__device__ __forceinline__ void store_tile_through_staging(const float* acc, const HopperParams& p,
+                                                           const CUtensorMap* omap, const TileCoords& tc,
+                                                           uint8_t* staging, int row0, int lane, float (&sum)[2],
+                                                           float (&sumsq)[2]) {
+  constexpr int kCols = 2 * kAcc;
+  constexpr int kBoxCols = 128 / sizeof(T);  // positions per 128-byte box row
+  constexpr int kBoxBytes = kTileCo * 128;
+  static_assert(kCols / kBoxCols * kBoxBytes <= kStoreStagingBytes, "the tile fits the staging");
+  const bool issuer = threadIdx.x == 128;
+  if (issuer) hopper::bulk_wait_read_all();
+  consumer_barrier();  // the staging is free
+  if constexpr (kActive) {
+    float b[2] = {0.f, 0.f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int co = tile_row_channel<false>(tc.ct, row0 + 8 * h, p);
+      if (co >= 0 && p.bias != nullptr) b[h] = to_float(static_cast<const T*>(p.bias)[co]);
+    }
+#pragma unroll
+    for (int j = 0; j < kAcc / 4; ++j) {
+      const int col = 8 * j + 2 * (lane & 3);
+      const int byte = (col % kBoxCols) * int(sizeof(T));
+      uint8_t* box = staging + (col / kBoxCols) * kBoxBytes;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = row0 + 8 * h;
+        const float v0 = relu(acc[4 * j + 2 * h] + b[h]);
+        const float v1 = relu(acc[4 * j + 2 * h + 1] + b[h]);
+        store2(reinterpret_cast<T*>(box + row * 128 + (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15)), v0, v1);
+        sum[h] += v0 + v1;
+        sumsq[h] += v0 * v0 + v1 * v1;
+      }
+    }
+    hopper::fence_proxy_async_shared();  // the writes are for the TMA (async proxy)
+  }
+  consumer_barrier();  // the tile is staged
+  if (issuer) {
+#pragma unroll
+    for (int box = 0; box < kCols / kBoxCols; ++box)
+      hopper::tma_store_3d(omap, staging + box * kBoxBytes, tc.t * kCols + box * kBoxCols, tc.ct * kTileCo, tc.n);
+    hopper::bulk_commit_group();
+  }
+}
+
 // After both consumer warpgroups wrote their rows' (count, mean, M2) into row_stats: one warp per
 // GroupNorm group merges the rows of the group's channels in this tile (lanes strided, then a
 // fixed shuffle tree, so the order never varies: deterministic) into the tile's chunk of p.stats.
@@ -501,10 +564,10 @@ __device__ __forceinline__ void finish_wrows_tile(const HopperParams& p, const T
 template <class Cfg, GemmForm kForm, int kRow, int kCols>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_conv_kernel(const __grid_constant__ CUtensorMap wmap, const __grid_constant__ CUtensorMap xmap,
-                       const HopperParams p) {
+                       const __grid_constant__ CUtensorMap omap, const HopperParams p) {
 #if CONVT3D_HOPPER
   using T = typename Cfg::T;
-  using R = RingOf<kRow, kForm, kCols>;
+  using R = RingOf<kRow, kForm, kCols, sizeof(T)>;
   constexpr bool kSubpixel = kForm == GemmForm::kWSubpixel;
   constexpr bool kWRows = kForm == GemmForm::kWRows;
   static_assert(!kWRows || kCols == kTilePos, "the W-rows form stages 256-column tiles");
@@ -517,8 +580,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ __align__(8) uint64_t full_bar[R::kStages];
   __shared__ __align__(8) uint64_t empty_bar[R::kStages];
   __shared__ WelfordPartial row_stats[kTileCo];
-  // W-rows form: the staged tile after the ring, and each consumer warp's count of output columns
-  float* staging = reinterpret_cast<float*>(ring + R::kStages * R::kStageBytes);
+  // W-rows form: the staged tile after the ring, and each consumer warp's count of output columns;
+  // phase form with 16-bit outputs: the staging of the TMA stores there (used where p.tma_store)
+  constexpr bool kStaged = staged_stores(kForm, sizeof(T));
+  uint8_t* staging_bytes = ring + ring_bytes(kForm, sizeof(T));
+  float* staging = reinterpret_cast<float*>(staging_bytes);
   __shared__ int warp_valid[8];
   __shared__ float wrows_bias[kWRows ? kWRowsMaxRows : 1];  // the bias, zero past Cout
 
@@ -594,10 +660,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
         skip_tile<R>(p.kblocks, full_bar, empty_bar, stage, parity, wg_leader);
-        if constexpr (kWRows)
+        if constexpr (kWRows) {
           finish_wrows_tile<T>(p, tc, staging, wrows_bias, warp_valid, row_stats);
-        else if (p.stats != nullptr)
-          merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
+        } else {
+          if constexpr (kStaged) {
+            if (p.tma_store) {
+              float sum[2], sumsq[2];
+              store_tile_through_staging<T, R::kAcc, false>(nullptr, p, &omap, tc, staging_bytes, 0, lane, sum, sumsq);
+            }
+          }
+          if (p.stats != nullptr) merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
+        }
       }
       return;
     }
@@ -628,11 +701,18 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (2 * (lane & 3) + 8 * j + e >= valid) acc[4 * j + e] = acc[4 * j + 2 + e] = -INFINITY;
       }
       float sum[2] = {0.f, 0.f}, sumsq[2] = {0.f, 0.f};
+      bool stored = false;
+      if constexpr (kStaged) {
+        if (p.tma_store) {
+          store_tile_through_staging<T, R::kAcc, true>(acc, p, &omap, tc, staging_bytes, row0, lane, sum, sumsq);
+          stored = true;
+        }
+      }
       if constexpr (kSubpixel)
         store_subpixel_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
-      else if (p.phases == 1)
+      else if (!stored && p.phases == 1)
         store_direct_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
-      else
+      else if (!stored)
         store_phase_tile<T>(acc, p, tc, row0, pos0, sum, sumsq);
       if (p.stats != nullptr) {
         // per row: sums over the 4 lanes that hold it (all the tile's positions), then
@@ -652,6 +732,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
       }
+    }
+    if constexpr (kStaged) {
+      if (threadIdx.x == 128) hopper::bulk_wait_all();  // the staging lives until its stores are done
     }
   }
 #endif
@@ -797,7 +880,7 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
   // (the W-rows form's column grid is wider than the output, and its last tile reads past it)
   if (std::max(g.out_positions(), s.P() + kTilePos) >= (int64_t(1) << 31) || g.N > 65535) return false;
   return s.taps() * s.Cs < (int64_t(1) << 31) && s.phases * s.rows < (int64_t(1) << 31) &&
-         info.max_smem_optin >= smem_bytes(s.form);
+         info.max_smem_optin >= smem_bytes(s.form, elem_bytes(mode));
 }
 
 std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
@@ -861,8 +944,27 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the im2col tensor map failed (", int(r), ")");
   }
 
+  // 16-bit outputs, stride 1 in the phase form: the epilogue's TMA stores write the (N, Cout, P) output
+  // in boxes of 128 bytes of positions x 128 channels (the map's strides must be multiples of 16 bytes)
+  CUtensorMap omap{};
+  const bool tma_store = staged_stores(shape.form, eb) && shape.phases == 1 && (shape.P() * eb) % 16 == 0 &&
+                         reinterpret_cast<uintptr_t>(out.mutable_data_ptr()) % 16 == 0;
+  if (tma_store) {
+    const cuuint64_t dims[3] = {static_cast<cuuint64_t>(shape.P()), static_cast<cuuint64_t>(g.Cout),
+                                static_cast<cuuint64_t>(g.N)};
+    const cuuint64_t strides[2] = {static_cast<cuuint64_t>(shape.P() * eb),
+                                   static_cast<cuuint64_t>(g.Cout * shape.P() * eb)};
+    const cuuint32_t box[3] = {static_cast<cuuint32_t>(128 / eb), static_cast<cuuint32_t>(kTileCo), 1};
+    const cuuint32_t estr[3] = {1, 1, 1};
+    const CUresult r = drv.encode_tiled(&omap, tma_dtype(mode), 3, out.mutable_data_ptr(), dims, strides, box, estr,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the output tensor map failed (", int(r), ")");
+  }
+
   HopperParams p{};
   p.out = out.mutable_data_ptr();
+  p.tma_store = tma_store ? 1 : 0;
   p.bias = bias.has_value() ? bias->const_data_ptr() : nullptr;
   p.stats = stats;
   p.N = static_cast<int>(g.N);
@@ -915,9 +1017,9 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     if constexpr (sizeof(typename Cfg::T) == 2) {
       if (shape.row_bytes == 64) kernel = pick(std::integral_constant<int, 64>{});
     }
-    const int smem = smem_bytes(shape.form);
+    const int smem = smem_bytes(shape.form, eb);
     set_dynamic_smem(kernel, smem);
-    kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, p);
+    kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, omap, p);
     CONVT3D_CHECK_LAUNCH();
   });
   if (stats == nullptr) return std::nullopt;

@@ -1,5 +1,5 @@
 // Hopper (sm_90a) device primitives: mbarriers, TMA bulk tensor loads (tiled
-// and im2col), wgmma and its shared-memory descriptors, setmaxnreg.
+// and im2col) and stores, wgmma and its shared-memory descriptors, setmaxnreg.
 // Everything here exists only in the sm_90a compilation pass (CONVT3D_HOPPER);
 // kernels built on it compile to an empty body for the other targets.
 #pragma once
@@ -78,6 +78,20 @@ __device__ __forceinline__ void tma_load_im2col_5d(void* dst, const CUtensorMap*
       "h"(oh), "h"(od)
       : "memory");
 }
+
+// 3-D tiled box from shared memory to global at coordinates (c0 innermost, c1, c2); the tensor
+// map clips what lies outside the tensor. Completion is tracked per thread in bulk groups.
+__device__ __forceinline__ void tma_store_3d(const CUtensorMap* map, const void* src, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit_group() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// This thread's committed bulk stores have read their shared-memory source (it may be rewritten).
+__device__ __forceinline__ void bulk_wait_read_all() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// ... and have completed (their global writes are done).
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // ---- wgmma --------------------------------------------------------------------------
 // Descriptor of a K-major operand tile in 128-byte-swizzled rows (8-row groups of
