@@ -1,5 +1,5 @@
 """Runs every CUDA kernel of the package once on small problems, for compute-sanitizer
-(scripts/sanitize.sh): Hopper (phase form: stride 1, and k4 s2 p1 with two channel tiles; W
+(scripts/sanitize.sh): Hopper (phase form: stride 1, one and two tiles per CTA, and k4 s2 p1 with two channel tiles; W
 sub-pixel form: k2 s2, k4 s2 p1; W-rows form, one and two tiles per CTA) and portable forward paths in every
 precision mode, the GroupNorm ops, and every backward kernel. Exits non-zero if a result is
 off. The float64 references run on the CPU, so the only CUDA allocations are the package's
