@@ -134,10 +134,10 @@ MANY_TILE_CASES = [
          padding=(1, 1, 1), num_groups=5),
     # W-rows form: 22 * 22 * 25 columns (W widened by the padding) = 48 tiles of 254 per sample
     Case("several_tiles_wrows", n=4, c_in=16, c_out=32, size=(20, 20, 24), padding=(0, 0, 1), bias=True, num_groups=8),
-    # phase form, stride 1, the TMA-store epilogue in 16-bit dtypes (fp32: register stores):
-    # 14 * 14 * 16 positions = 13 tiles of 256 per sample
-    # (the last one 64 wide), 80 channels (rows past Cout clipped by the output map; groups of 16
-    # straddling the two consumer warpgroups), 24 input channels (a partly padded K-block)
+    # phase form, stride 1, the TMA-store epilogue in 16-bit dtypes (fp32: register stores): 14 * 14 * 16
+    # positions = 13 tiles of 256 per sample (the last one 64 wide), 80 channels (rows past Cout clipped by
+    # the output map; groups of 16 straddling the two consumer warpgroups), 24 input channels (a partly
+    # padded K-block)
     Case("stride1_tma_store", n=8, c_in=24, c_out=80, size=(12, 12, 14), bias=True, num_groups=5),
     # the same with 40 channels: the second consumer warpgroup idle (no MMAs, no staged rows)
     Case("stride1_tma_store_idle_warpgroup", n=8, c_in=16, c_out=40, size=(12, 12, 14), num_groups=8),
@@ -159,11 +159,12 @@ def test_many_tile_problems_match_float64(case, dtype, tf32):
                                                   return_stats=True, **case.conv_kwargs()))
     ref, pre = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
                                num_groups=case.num_groups, eps=case.eps, return_pre=True, **case.conv_kwargs())
-    (y, mean, rstd), again = runs
+    first, again = runs
+    y, mean, rstd = first
     cls = precision_class(dtype, "cuda", tf32)
     assert_close_class(y, ref, cls)
     ref_mean, ref_rstd = reference_group_stats(pre, case.num_groups, case.eps)
     assert_close_class(mean, ref_mean, cls, what="mean")
     assert_close_class(rstd, ref_rstd, cls, what="rstd")
-    for first, second in zip(runs[0], again):
-        assert torch.equal(first, second)
+    for out1, out2 in zip(first, again):
+        assert torch.equal(out1, out2)
