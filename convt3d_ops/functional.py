@@ -1,8 +1,8 @@
 """The Python API: thin wrappers over the convt3d ops.
 
 They accept ints or triples for the conv parameters (like torch.nn.functional),
-validate every argument up front (raising ``ArgumentError``, a ValueError and a
-RuntimeError), follow ``torch.backends.cudnn.allow_tf32`` for float32 inputs
+reject a bad argument with ``ArgumentError`` (a ValueError and a RuntimeError)
+naming it, follow ``torch.backends.cudnn.allow_tf32`` for float32 inputs
 (PyTorch's precision policy for convolutions), follow ``torch.autocast("cuda")``
 as PyTorch's own ops do, and keep the tensors that backward needs only when
 autograd will need them.
@@ -29,13 +29,34 @@ def _needs_grad(*tensors) -> bool:
 
 def _autocast_dtype(x: torch.Tensor):
     """The autocast compute dtype for x's device, or None outside autocast (or on the CPU)."""
-    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+    if isinstance(x, torch.Tensor) and x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
         return torch.get_autocast_dtype("cuda")
     return None
 
 
 def _cast(dtype, *tensors):
     return [t.to(dtype) if (t is not None and t.is_floating_point()) else t for t in tensors]
+
+
+def _run_op(call, check_arguments):
+    """call() (the op), with ArgumentError for a bad argument.
+
+    Every op checks all its arguments itself, with the rules and wording of _checks
+    (tests/test_bad_inputs.py holds each op to that), but the CUDA kernels raise RuntimeError. So the
+    Python checks run only when the op raises, to give a bad argument's error its ArgumentError type;
+    run up front they took ~15 us of each call on the lent GPU machine's host (NOTES v21). Under
+    torch.compile they run first, at trace time, where they cost nothing at run time."""
+    if torch.compiler.is_compiling():
+        check_arguments()
+        return call()
+    try:
+        return call()
+    except Exception as op_error:  # also what a wrong type does to the call (TypeError, ValueError, ...)
+        if isinstance(op_error, _checks.ArgumentError):
+            raise
+        error = op_error
+    check_arguments()  # raises ArgumentError (outside the except block: no chained traceback)
+    raise error  # not an argument's fault (out of memory, a CUDA error): the op's own error
 
 
 def conv_transpose3d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
@@ -46,9 +67,11 @@ def conv_transpose3d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
     amp = _autocast_dtype(x)
     if amp is not None:  # like conv_transpose3d under autocast: computed in the autocast dtype
         x, weight, bias = _cast(amp, x, weight, bias)
-    _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
-    return torch.ops.convt3d.conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation, groups,
-                                                   torch.backends.cudnn.allow_tf32)
+    return _run_op(
+        lambda: torch.ops.convt3d.conv_transpose3d_relu(x, weight, bias, stride, padding, output_padding, dilation,
+                                                        groups, torch.backends.cudnn.allow_tf32),
+        lambda: _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                                  op))
 
 
 def group_norm(x: torch.Tensor, num_groups: int, weight: Optional[torch.Tensor] = None,
@@ -60,10 +83,14 @@ def group_norm(x: torch.Tensor, num_groups: int, weight: Optional[torch.Tensor] 
     op = "convt3d.group_norm"
     if _autocast_dtype(x) is not None:  # like group_norm under autocast: computed in float32
         x, weight, bias = _cast(torch.float32, x, weight, bias)
-    _checks.check_group_norm_input(x, op)
-    _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
-    _checks.check_group_norm_values(x.shape[0], x.shape[1], _checks.spatial_size(x.shape), num_groups, op)
-    y, mean, rstd = torch.ops.convt3d.group_norm(x, weight, bias, num_groups, float(eps))
+
+    def check_arguments():
+        _checks.check_group_norm_input(x, op)
+        _checks.check_group_norm_params(x.shape[1], weight, bias, num_groups, eps, x, "weight", "bias", op)
+        _checks.check_group_norm_values(x.shape[0], x.shape[1], _checks.spatial_size(x.shape), num_groups, op)
+
+    y, mean, rstd = _run_op(lambda: torch.ops.convt3d.group_norm(x, weight, bias, num_groups, float(eps)),
+                            check_arguments)
     return (y, mean, rstd) if return_stats else y
 
 
@@ -81,12 +108,18 @@ def fused_forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         # Under autocast PyTorch runs the conv in the autocast dtype and GroupNorm in float32 (so the
         # result is float32); the fused kernel runs in the autocast dtype with float32 statistics.
         x, weight, bias, gn_weight, gn_bias = _cast(amp, x, weight, bias, gn_weight, gn_bias)
-    shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups, op)
-    _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
-    _checks.check_group_norm_values(shape[0], shape[1], _checks.spatial_size(shape), num_groups, op)
-    y, _h, mean, rstd = torch.ops.convt3d.fused_forward(
-        x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups, float(eps),
-        torch.backends.cudnn.allow_tf32, _needs_grad(x, weight, bias, gn_weight, gn_bias))
+
+    def check_arguments():
+        shape = _checks.check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                                  op)
+        _checks.check_group_norm_params(shape[1], gn_weight, gn_bias, num_groups, eps, x, "gn_weight", "gn_bias", op)
+        _checks.check_group_norm_values(shape[0], shape[1], _checks.spatial_size(shape), num_groups, op)
+
+    y, _h, mean, rstd = _run_op(
+        lambda: torch.ops.convt3d.fused_forward(
+            x, weight, bias, gn_weight, gn_bias, stride, padding, output_padding, dilation, groups, num_groups,
+            float(eps), torch.backends.cudnn.allow_tf32, _needs_grad(x, weight, bias, gn_weight, gn_bias)),
+        check_arguments)
     if amp is not None:
         y = y.float()
     return (y, mean, rstd) if return_stats else y

@@ -127,6 +127,34 @@ def test_float64_is_cpu_only():
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
+def test_every_python_wrapper_raises_argument_error(device):
+    """The wrappers check arguments only when the op fails (functional._run_op): the error is still
+    ArgumentError naming the argument, also where the op's schema rejects the call first."""
+    x = torch.randn(1, 4, 2, 2, 2, device=device)
+    with pytest.raises(convt3d_ops.ArgumentError, match=r"'weight' has 3 input channels"):
+        convt3d_ops.conv_transpose3d_relu(x, torch.randn(3, 4, 2, 2, 2, device=device))
+    with pytest.raises(convt3d_ops.ArgumentError, match=r"'num_groups' \(3\) must divide"):
+        convt3d_ops.group_norm(x, 3)
+    with pytest.raises(convt3d_ops.ArgumentError, match=r"'x' must be a tensor, got list"):
+        convt3d_ops.fused_forward([1.0], torch.randn(4, 8, 3, 3, 3, device=device), num_groups=2)
+    with pytest.raises(convt3d_ops.ArgumentError, match=r"'eps' must be a finite number"):
+        convt3d_ops.group_norm(x, 2, eps=-1.0)
+
+
+def test_an_op_failure_that_is_no_bad_argument_is_raised_unchanged(monkeypatch):
+    """Valid arguments and a failing op (as out of memory would be): the op's own error, not hidden."""
+    class Lost(RuntimeError):
+        pass
+
+    def failing(*args):
+        raise Lost("the op failed")
+
+    monkeypatch.setattr(torch.ops.convt3d, "fused_forward", failing)
+    with pytest.raises(Lost, match="the op failed"):
+        _call_api(_args("cpu"))
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
 def test_group_norm_and_conv_ops_check_too(device):
     with pytest.raises(RuntimeError, match=r"'num_groups' \(3\) must divide"):
         ops.group_norm(torch.randn(2, 4, 5, device=device), None, None, 3, 1e-5)
