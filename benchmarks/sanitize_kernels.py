@@ -32,7 +32,7 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
         ("stride1_wrows", dict(padding=(0, 1, 1)), 24, 32, 3, (4, 5, 9), "contiguous"),  # W-rows form: 96 rows
         # W-rows form with 164 tiles: up to 2 per CTA (the staging buffer and statistics rows reused)
         ("stride1_wrows_tiles", dict(padding=(0, 0, 1)), 4, 32, 3, (14, 14, 80), "contiguous"),
-        # phase form with 164 tiles: up to 2 per CTA (16-bit: the TMA stores' staging reused)
+        # phase form with 220 tiles of 192 columns: up to 2 per CTA (16-bit: the TMA stores' staging reused)
         ("stride1_tma_tiles", dict(), 4, 80, 3, (14, 14, 80), "contiguous"),
         ("stride2_k2_oddW", dict(stride=2), 16, 24, 2, (3, 4, 3), "contiguous"),
         ("stride2_k2_evenW", dict(stride=2), 40, 24, 2, (3, 4, 6), "contiguous"),

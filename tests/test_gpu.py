@@ -1,5 +1,7 @@
 """GPU-only checks: the headline problem in every precision mode against float64
 and against PyTorch's own error, streams, devices and the dispatch report."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -141,6 +143,13 @@ MANY_TILE_CASES = [
     Case("stride1_tma_store", n=8, c_in=24, c_out=80, size=(12, 12, 14), bias=True, num_groups=5),
     # the same with 40 channels: the second consumer warpgroup idle (no MMAs, no staged rows)
     Case("stride1_tma_store_idle_warpgroup", n=8, c_in=16, c_out=40, size=(12, 12, 14), num_groups=8),
+    # 192-column tiles (on 132 SMs; choose_tile_width): 28 * 28 * 27 positions = 83 tiles of 256 per sample,
+    # 166 in 2 rounds, run as 111 tiles of 192 (the last 48 wide: a partial TMA-store box); fp32 with TF32
+    # off keeps 256 columns
+    Case("mid_tiles_stride1", n=2, c_in=24, c_out=80, size=(26, 26, 25), bias=True, num_groups=5),
+    # W sub-pixel form in 192-column tiles: 4 (d, h) phases x 14^3 columns = 15 tiles of 192 per phase
+    Case("mid_tiles_k2s2", n=4, c_in=32, c_out=32, size=(14, 14, 14), kernel=(2, 2, 2), stride=(2, 2, 2),
+         bias=True, num_groups=8),
 ]
 
 
@@ -168,3 +177,20 @@ def test_many_tile_problems_match_float64(case, dtype, tf32):
     assert_close_class(rstd, ref_rstd, cls, what="rstd")
     for out1, out2 in zip(first, again):
         assert torch.equal(out1, out2)
+
+
+@pytest.mark.skipif(not HOPPER or torch.cuda.get_device_properties(0).multi_processor_count != 132,
+                    reason="the tile widths below are those of a 132-SM Hopper GPU")
+@pytest.mark.parametrize("case_name,dtype,tf32,cols", [
+    ("mid_tiles_stride1", torch.float32, True, 192), ("mid_tiles_stride1", torch.bfloat16, True, 192),
+    ("mid_tiles_stride1", torch.float32, False, 256), ("mid_tiles_k2s2", torch.float32, True, 192),
+    ("stride1_tma_store", torch.bfloat16, True, 256)])
+def test_tile_width_follows_the_rounds(case_name, dtype, tf32, cols):
+    """choose_tile_width: which kernel instance ran (its last template argument is the tile width)."""
+    case = next(c for c in MANY_TILE_CASES if c.name == case_name)
+    x, w, b, gw, gb = case.make(dtype, "cuda", seed=0)
+    with allow_tf32(tf32), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        convt3d_ops.fused_forward(x, w, b, gw, gb, num_groups=case.num_groups, **case.conv_kwargs())
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if "hopper_conv_kernel" in e.name]
+    assert len(names) == 1 and re.search(rf"hopper_conv_kernel<.*, {cols}>", names[0]), names

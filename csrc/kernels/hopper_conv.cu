@@ -3,9 +3,9 @@
 // Warp roles (384 threads, one CTA per SM, persistent over tiles):
 //   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
-//                rows x 128 B, or 128 rows in a narrow tile) into a ring of stages (full/empty
+//                rows x 128 B, or 192 / 128 rows in a narrower tile) into a ring of stages (full/empty
 //                mbarriers; Ring);
-//   warpgroups 1, 2: wgmma m64n256 (narrow tiles: m64n128) over their 64 tile rows, then the
+//   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n192, m64n128) over their 64 tile rows, then the
 //                epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics; 16-bit outputs
 //                of stride 1 through a staging buffer and TMA stores); warpgroup 2 has no MMAs
 //                where all its rows are padding (64 or fewer real rows).
@@ -35,8 +35,9 @@ namespace convt3d {
 namespace {
 
 constexpr int kTileCo = 128;   // output channels per tile: 2 consumer warpgroups x 64
-constexpr int kTilePos = 256;  // output positions (GEMM columns) per tile, unless narrow (below)
-constexpr int kNarrowTilePos = 128;  // for grids that fill at most half the SMs with 256-column tiles
+constexpr int kTilePos = 256;  // output positions (GEMM columns) per tile, unless fewer (below)
+constexpr int kMidTilePos = 192;     // 192 and 128 columns: where the last round of 256-column tiles
+constexpr int kNarrowTilePos = 128;  // would leave SMs idle (choose_tile_width)
 constexpr int kThreads = 384;
 
 // The shared-memory ring of K-blocks whose operand rows hold kRow bytes of K: 128 (one 128-byte
@@ -48,7 +49,7 @@ constexpr int kRingBytes = 4 * (kTileCo + kTilePos) * 128;
 template <int kRow, int kCols = kTilePos, int kBytes = kRingBytes>
 struct Ring {
   static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
-  static_assert(kCols == kTilePos || kCols == kNarrowTilePos, "tiles of 256 or 128 columns");
+  static_assert(kCols == kTilePos || kCols == kMidTilePos || kCols == kNarrowTilePos, "256, 192 or 128 columns");
   static constexpr int kRowBytes = kRow;
   static constexpr int kAcc = kCols / 2;  // accumulators per consumer thread (64 rows x kCols / 128 threads)
   static constexpr int kATileBytes = kTileCo * kRow;
@@ -110,6 +111,13 @@ __device__ __forceinline__ void wgmma_k_step(float (&acc)[kAcc], uint64_t da, ui
       hopper::wgmma_m64n256k16_f16(acc, da, db, scale_d);
     else
       hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
+  } else if constexpr (kAcc == 96) {
+    if constexpr (std::is_same_v<T, float>)
+      hopper::wgmma_m64n192k8_tf32(acc, da, db, scale_d);
+    else if constexpr (std::is_same_v<T, __half>)
+      hopper::wgmma_m64n192k16_f16(acc, da, db, scale_d);
+    else
+      hopper::wgmma_m64n192k16_bf16(acc, da, db, scale_d);
   } else {
     if constexpr (std::is_same_v<T, float>)
       hopper::wgmma_m64n128k8_tf32(acc, da, db, scale_d);
@@ -226,6 +234,7 @@ __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[R::kAcc], int kbl
                                                   uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
                                                   bool leader) {
   static_assert(R::kRowBytes == 128, "fp32 operands");
+  static_assert(R::kAcc % 64 == 0, "tiles of 128-column halves");
 #pragma unroll
   for (int i = 0; i < R::kAcc; ++i) acc[i] = 0.f;
   float part[64];
@@ -402,7 +411,7 @@ __device__ __forceinline__ void store_tile_through_staging(const float* acc, con
   constexpr int kCols = 2 * kAcc;
   constexpr int kBoxCols = 128 / sizeof(T);  // positions per 128-byte box row
   constexpr int kBoxBytes = kTileCo * 128;
-  static_assert(kCols / kBoxCols * kBoxBytes <= kStoreStagingBytes, "the tile fits the staging");
+  static_assert(kCols % kBoxCols == 0 && kCols / kBoxCols * kBoxBytes <= kStoreStagingBytes, "whole boxes that fit");
   const bool issuer = threadIdx.x == 128;
   if (issuer) hopper::bulk_wait_read_all();
   consumer_barrier();  // the staging is free
@@ -788,7 +797,7 @@ struct GemmShape {
   int64_t ch;            // channels per K-block
   int64_t Cp;            // input channels padded to whole K-blocks
   int64_t Cs;            // packed channel slots per position and tap (3xTF32: big and small)
-  int tile_cols;         // GEMM columns a tile computes: 256, or 128 (use_narrow_tiles_if_few)
+  int tile_cols;         // GEMM columns a tile computes: 256, 192 or 128 (choose_tile_width)
   int64_t tile_step;     // columns between consecutive tiles (the W-rows form: 256 - (kW - 1))
   int64_t taps() const { return offsets[0] * offsets[1] * offsets[2]; }
   int64_t P() const { return positions[0] * positions[1] * positions[2]; }
@@ -849,16 +858,25 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
   return s;
 }
 
-// A grid of 256-column tiles that fills at most half the SMs runs 128-column tiles instead: twice
-// the CTAs, each with half the MMAs and two thirds of the operand bytes per K-block. (Not where the
-// grid is larger: more tiles of higher bytes per FLOP only pay against idle SMs.) The W-rows form
-// keeps its staged 256-column tiles.
-void use_narrow_tiles_if_few(GemmShape& s, int64_t N, int sm_count) {
+// The tile width of the shortest grid: its rounds (tiles per SM, rounded up) times a tile's time,
+// modelled as 0.56 + 0.44 x width / 256 of a 256-column tile's (a 128-column tile took 0.78 of one,
+// NOTES v16: the weight tile, the K-block handshakes and the epilogue's per-row work do not shrink
+// with the width). So narrower tiles only where the last round of 256-column tiles would leave SMs
+// idle: one sample of 32^3 runs 2 rounds of 192 columns instead of 154 tiles of 256 on 132 SMs.
+// 3xTF32 sums 128-column halves, so it takes 256 or 128; the W-rows form keeps its staged 256.
+void choose_tile_width(GemmShape& s, int64_t N, int sm_count, bool split) {
   if (s.form == GemmForm::kWRows) return;
-  const int64_t tiles = N * s.tiles_per_phase() * s.phases * (s.rows / kTileCo);
-  if (2 * tiles > sm_count) return;
-  s.tile_cols = kNarrowTilePos;
-  s.tile_step = kNarrowTilePos;
+  double best_time = 0.0;
+  for (const int cols : {kTilePos, kMidTilePos, kNarrowTilePos}) {
+    if (split && cols == kMidTilePos) continue;
+    const int64_t tiles = N * ceil_div(s.P(), cols) * s.phases * (s.rows / kTileCo);
+    const double time = double(ceil_div(tiles, int64_t(sm_count))) * (0.56 + 0.44 * cols / kTilePos);
+    if (cols == kTilePos || time < best_time) {
+      best_time = time;
+      s.tile_cols = cols;
+      s.tile_step = cols;
+    }
+  }
 }
 
 }  // namespace
@@ -888,11 +906,11 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
                                                        Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
                                                        int64_t num_groups) {
   GemmShape shape = gemm_shape(g, mode);
-  use_narrow_tiles_if_few(shape, g.N, device_info(x.get_device_index()).sm_count);
-  const int eb = elem_bytes(mode);
-  const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
+  choose_tile_width(shape, g.N, device_info(x.get_device_index()).sm_count, split);
+  const int eb = elem_bytes(mode);
+  const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const int64_t w_rows = shape.phases * shape.rows;
   const int64_t co_tiles = shape.rows / kTileCo;
   // the tiles of one sample, each a chunk of the sample's GroupNorm statistics
@@ -1010,8 +1028,11 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
       }
     };
     auto pick = [&](auto row_bytes) {
-      return shape.tile_cols == kTilePos ? pick_form(row_bytes, std::integral_constant<int, kTilePos>{})
-                                         : pick_form(row_bytes, std::integral_constant<int, kNarrowTilePos>{});
+      if (shape.tile_cols == kTilePos) return pick_form(row_bytes, std::integral_constant<int, kTilePos>{});
+      if constexpr (!Cfg::kSplit) {
+        if (shape.tile_cols == kMidTilePos) return pick_form(row_bytes, std::integral_constant<int, kMidTilePos>{});
+      }
+      return pick_form(row_bytes, std::integral_constant<int, kNarrowTilePos>{});
     };
     auto kernel = pick(std::integral_constant<int, 128>{});
     if constexpr (sizeof(typename Cfg::T) == 2) {
