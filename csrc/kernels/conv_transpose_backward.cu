@@ -8,6 +8,7 @@
 
 #include "common/math_mode.cuh"
 #include "common/conv_args.h"
+#include "common/reduce.cuh"
 #include "implicit_gemm.h"
 #include "pack.h"
 #include "weight_grad.h"
@@ -23,7 +24,6 @@ template <typename T>
 __global__ void __launch_bounds__(256) channel_sums_partial_kernel(const T* __restrict__ t, float* __restrict__ partial,
                                                                  int64_t N, int64_t S, int64_t sN, int64_t sC,
                                                                  int64_t sS, int64_t per_split) {
-  __shared__ float warp_sums[8];
   const int64_t c = blockIdx.x;
   const int64_t beg = int64_t(blockIdx.y) * per_split;
   const int64_t end = beg + per_split < S ? beg + per_split : S;
@@ -32,14 +32,8 @@ __global__ void __launch_bounds__(256) channel_sums_partial_kernel(const T* __re
     const T* row = t + n * sN + c * sC;
     for (int64_t pos = beg + threadIdx.x; pos < end; pos += 256) sum += to_float(row[pos * sS]);
   }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, offset);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int i = 1; i < 8; ++i) sum += warp_sums[i];
-    partial[int64_t(blockIdx.y) * gridDim.x + c] = sum;
-  }
+  sum = block_sum<256>(sum);
+  if (threadIdx.x == 0) partial[int64_t(blockIdx.y) * gridDim.x + c] = sum;
 }
 
 template <typename T>

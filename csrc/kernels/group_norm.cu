@@ -6,6 +6,7 @@
 
 #include "common/conv_args.h"
 #include "common/math_mode.cuh"
+#include "common/reduce.cuh"
 
 namespace convt3d {
 namespace {
@@ -19,7 +20,8 @@ struct alignas(sizeof(T) * VEC) Pack {
 
 using Welford = WelfordPartial;
 
-// Deterministic block reductions: fixed shuffle pattern, then warp results in order.
+// Deterministic block merge of Welford partials: fixed shuffle pattern, then warp results in order
+// (the sums: common/reduce.cuh).
 __device__ __forceinline__ Welford block_merge(Welford w) {
   __shared__ Welford warp_results[kThreads / 32];
 #pragma unroll
@@ -38,20 +40,6 @@ __device__ __forceinline__ Welford block_merge(Welford w) {
   return w;  // valid in thread 0
 }
 
-template <typename Acc>
-__device__ __forceinline__ Acc block_sum(Acc v) {
-  __shared__ Acc warp_results[kThreads / 32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  if ((threadIdx.x & 31) == 0) warp_results[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    v = warp_results[0];
-    for (int i = 1; i < kThreads / 32; ++i) v += warp_results[i];
-  }
-  __syncthreads();
-  return v;  // valid in thread 0
-}
 
 // ---- forward ----------------------------------------------------------------
 
@@ -82,13 +70,6 @@ __global__ void __launch_bounds__(kThreads) gn_stats_partial_kernel(const T* __r
     w = block_merge(w);
     if (threadIdx.x == 0) partial[grp * chunks + blockIdx.x] = w;
   }
-}
-
-// The warp's sum, the same in every lane (at each level a lane adds a + b, its partner b + a).
-__device__ __forceinline__ double warp_sum(double v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
 }
 
 // A warp per (sample, group): merges the group's chunk partials, writes mean / rstd and the per-channel
@@ -185,8 +166,8 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_row_sums_kernel(const T* __re
         db += gv;
       }
     }
-    ds = block_sum(ds);
-    db = block_sum(db);
+    ds = block_sum<kThreads>(ds);
+    db = block_sum<kThreads>(db);
     if (threadIdx.x == 0) {
       ds_part[row * chunks + blockIdx.x] = ds;
       db_part[row * chunks + blockIdx.x] = db;
@@ -221,8 +202,8 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_coeffs_kernel(const float* __
       s1 += dsum * gm;
       s2 += bsum * gm;
     }
-    s1 = block_sum(s1);
-    s2 = block_sum(s2);
+    s1 = block_sum<kThreads>(s1);
+    s2 = block_sum<kThreads>(s2);
     if (threadIdx.x == 0) {
       const float m = mean[grp], r = rstd[grp];
       const float inv_count = 1.f / (float(cpg) * float(S));

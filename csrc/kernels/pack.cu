@@ -336,10 +336,11 @@ void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, c
       l.x = static_cast<const T*>(a->src->const_data_ptr());
       l.xp = static_cast<T*>(a->dst);
       l.a = a->s;
-      a_blocks = ceil_div(a->s.S, PackTile<T>::kPositions) * ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots) *
-                 a->src->size(0);
-      l.a_grid_x = static_cast<int>(ceil_div(a->s.S, PackTile<T>::kPositions));
-      l.a_grid_y = static_cast<int>(ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots));
+      const int64_t grid_x = ceil_div(a->s.S, PackTile<T>::kPositions);
+      const int64_t grid_y = ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots);
+      a_blocks = grid_x * grid_y * a->src->size(0);
+      l.a_grid_x = static_cast<int>(grid_x);  // (both below the total's 2^31 bound checked below)
+      l.a_grid_y = static_cast<int>(grid_y);
     }
     int64_t w_blocks = 0;
     if (w != nullptr && w->s.G * w->s.rows * w->s.taps > 0 && w->s.slots > 0) {
@@ -348,7 +349,7 @@ void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, c
       l.ws = w->s;
       const int64_t w_grid_x = ceil_div(w->s.G * w->s.rows * w->s.taps, kWeightTile);
       w_blocks = w_grid_x * ceil_div(w->s.slots, kWeightTile);
-      l.w_grid_x = static_cast<int>(std::min<int64_t>(w_grid_x, INT32_MAX));
+      l.w_grid_x = static_cast<int>(w_grid_x);
     }
     l.round_tf32 = round_tf32 ? 1 : 0;
     const int64_t blocks = a_blocks + w_blocks;
