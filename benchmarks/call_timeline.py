@@ -21,16 +21,9 @@ from convt3d_ops import bench
 LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
 
 
-def event_times(fwd, inputs, calls=50):
-    times = []
-    for i in range(calls):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fwd(inputs[i % len(inputs)])
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3)
-    return times
+def event_times_us(fwd, inputs, calls):
+    """bench.event_times for exactly `calls` calls, in microseconds."""
+    return [t * 1e3 for t in bench.event_times(fwd, inputs, min_runs=calls, max_runs=calls)]
 
 
 def spread(values):
@@ -100,9 +93,9 @@ def main():
             fwd = bench.ours_forward(p, bench.make_model(p, mode))
             with torch.no_grad():
                 bench.time_cuda(fwd, inputs)  # warm-up, as the benchmark
-                plain = event_times(fwd, inputs)
+                plain = event_times_us(fwd, inputs, 50)
                 events = traced_calls(fwd, inputs, args.calls)
-                traced = event_times(fwd, inputs, args.calls)
+                traced = event_times_us(fwd, inputs, args.calls)
             rows = per_call_timelines(events)
             if not rows:
                 print(f"no traced calls found; event names: {sorted({e.name for e in events})[:60]}")

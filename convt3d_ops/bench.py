@@ -71,11 +71,9 @@ SWEEP = [
 
 # ---- timing ------------------------------------------------------------------------
 
-def time_cuda(fn, inputs: List, warmup: int = 3, min_runs: int = 10, max_runs: int = 50, budget_s: float = 2.0):
-    """Median milliseconds of fn(inp), cycling through `inputs`, with CUDA events."""
-    for i in range(warmup):
-        fn(inputs[i % len(inputs)])
-    torch.cuda.synchronize()
+def event_times(fn, inputs: List, min_runs: int = 10, max_runs: int = 50, budget_s: float = 2.0) -> List[float]:
+    """Milliseconds of each call fn(inp), cycling through `inputs`, with CUDA events; each call
+    synchronized (the GPU idles while the host prepares the next). Stops after budget_s past min_runs."""
     times, start = [], time.perf_counter()
     for i in range(max_runs):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -86,7 +84,15 @@ def time_cuda(fn, inputs: List, warmup: int = 3, min_runs: int = 10, max_runs: i
         times.append(a.elapsed_time(b))
         if i + 1 >= min_runs and time.perf_counter() - start > budget_s:
             break
-    return statistics.median(times)
+    return times
+
+
+def time_cuda(fn, inputs: List, warmup: int = 3, min_runs: int = 10, max_runs: int = 50, budget_s: float = 2.0):
+    """Median milliseconds of fn(inp) after warm-up (event_times)."""
+    for i in range(warmup):
+        fn(inputs[i % len(inputs)])
+    torch.cuda.synchronize()
+    return statistics.median(event_times(fn, inputs, min_runs, max_runs, budget_s))
 
 
 def _dtype(mode: str) -> torch.dtype:
