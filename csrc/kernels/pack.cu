@@ -343,11 +343,12 @@ void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, c
       l.a_grid_y = static_cast<int>(grid_y);
     }
     int64_t w_blocks = 0;
-    if (w != nullptr && w->s.G * w->s.rows * w->s.taps > 0 && w->s.slots > 0) {
+    const int64_t row_taps = w != nullptr ? w->s.G * w->s.rows * w->s.taps : 0;
+    if (row_taps > 0 && w->s.slots > 0) {
       l.w = static_cast<const T*>(w->src->const_data_ptr());
       l.wp = static_cast<T*>(w->dst);
       l.ws = w->s;
-      const int64_t w_grid_x = ceil_div(w->s.G * w->s.rows * w->s.taps, kWeightTile);
+      const int64_t w_grid_x = ceil_div(row_taps, kWeightTile);
       w_blocks = w_grid_x * ceil_div(w->s.slots, kWeightTile);
       l.w_grid_x = static_cast<int>(w_grid_x);
     }
