@@ -18,8 +18,9 @@
 // (W tap, channel), K over the (d, h) taps; the epilogue stages the tile in shared memory and
 // sums each output's kW shifted rows).
 // 3xTF32 (fp32 with TF32 off): both operands are packed as [big | small] TF32 pairs of
-// K-blocks, and every real K-block becomes three passes (stages), big x big, small x big and
-// big x small, of TF32 wgmma (the small x small term is dropped); see accumulate_3xtf32.
+// K-blocks; a stage holds a real K-block's four tiles (the W-rows form: one pass's two), and
+// the consumers run three passes of TF32 wgmma over it, big x small, small x big and big x big
+// (the small x small term is dropped); see accumulate_3xtf32.
 #include "hopper_conv.h"
 
 #include <cudaTypedefs.h>
@@ -45,18 +46,25 @@ constexpr int kThreads = 384;
 // for 16-bit operands with at most 32 input channels, which a 128-byte K-block half fills with
 // zeros). Either row width fills the same kRingBytes: the 64-byte ring has twice the stages.
 // The W-rows form takes half of it (two 128-byte stages) and stages its tile in the rest.
+// A stage holds kParts (weight, activation) tile pairs: 1, or 2 for 3xTF32's big and small
+// parts of one K-block, laid out [A big | A small | B big | B small] (accumulate_3xtf32).
 constexpr int kRingBytes = 4 * (kTileCo + kTilePos) * 128;
-template <int kRow, int kCols = kTilePos, int kBytes = kRingBytes>
+template <int kRow, int kCols = kTilePos, int kBytes = kRingBytes, int kParts_ = 1>
 struct Ring {
   static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
   static_assert(kCols == kTilePos || kCols == kMidTilePos || kCols == kNarrowTilePos, "256, 192 or 128 columns");
   static constexpr int kRowBytes = kRow;
+  static constexpr int kParts = kParts_;
   static constexpr int kAcc = kCols / 2;  // accumulators per consumer thread (64 rows x kCols / 128 threads)
   static constexpr int kATileBytes = kTileCo * kRow;
   static constexpr int kBTileBytes = kCols * kRow;
-  static constexpr int kStageBytes = kATileBytes + kBTileBytes;
+  static constexpr int kStageBytes = kParts * (kATileBytes + kBTileBytes);
   static constexpr int kStages = kBytes / kStageBytes;
+  static_assert(kStages >= 2, "a stage loads while another is consumed");
   static constexpr int kKSteps = kRow / 32;  // wgmma k-steps (32 bytes of K each) per K-block
+  // byte offsets of part q's weight (A) and activation (B) tiles inside a stage
+  static constexpr int a_tile(int q) { return q * kATileBytes; }
+  static constexpr int b_tile(int q) { return kParts * kATileBytes + q * kBTileBytes; }
 };
 // Phase form with 16-bit outputs: the stride-1 tile (at most 64 KB) goes out through TMA stores
 // from a staging buffer after a ring of three quarters (store_tile_through_staging).
@@ -65,8 +73,11 @@ constexpr bool staged_stores(GemmForm form, int elem) { return form == GemmForm:
 constexpr int ring_bytes(GemmForm form, int elem) {
   return form == GemmForm::kWRows ? kRingBytes / 2 : staged_stores(form, elem) ? kRingBytes * 3 / 4 : kRingBytes;
 }
-template <int kRow, GemmForm kForm, int kCols, int kElem>
-using RingOf = Ring<kRow, kCols, ring_bytes(kForm, kElem)>;
+// 3xTF32 loads both parts of a K-block into one stage (96 KB for 256 columns: two stages), except in
+// the W-rows form, whose half ring would then hold a single stage: there each pass is a stage.
+constexpr int parts_per_stage(GemmForm form, bool split) { return split && form != GemmForm::kWRows ? 2 : 1; }
+template <int kRow, GemmForm kForm, int kCols, int kElem, bool kSplit>
+using RingOf = Ring<kRow, kCols, ring_bytes(kForm, kElem), parts_per_stage(kForm, kSplit)>;
 
 // W-rows form: the tile's accumulators staged as fp32 rows of kStagePitch floats (+8: a warp's
 // float2 stores of 8 rows take two shared-memory wavefronts instead of eight).
@@ -94,8 +105,8 @@ struct HopperParams {
   int conv_stride[3], conv_pad[3];  // the phases' strides and paddings (W sub-pixel form: W gets 1, 0)
   int c_blocks;             // real K-blocks (of channels) per tap
   int parts;                // packed K-blocks per real one: 1, or 2 (big, small) for 3xTF32
-  int passes;               // wgmma passes per real K-block: 1, or 3 for 3xTF32
-  int kblocks;              // taps * c_blocks * passes
+  int passes;               // stages per real K-block: 1, or 3 for 3xTF32 in the W-rows form (one pass each)
+  int kblocks;              // stages per tile: taps * c_blocks * passes
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
   int out_P, out_H, out_W;  // the real output's sizes
   int tma_store;            // staged_stores and stride 1: the epilogue stores through the staging (omap)
@@ -208,7 +219,7 @@ __device__ __forceinline__ void accumulate(float (&acc)[R::kAcc], int kblocks, u
   for (int kb = 0; kb < kblocks; ++kb) {
     hopper::mbar_wait(&full_bar[stage], parity);
     const uint64_t da = smem_desc<R::kRowBytes>(ring + stage * R::kStageBytes + cw * 64 * R::kRowBytes);
-    const uint64_t db = smem_desc<R::kRowBytes>(ring + stage * R::kStageBytes + R::kATileBytes);
+    const uint64_t db = smem_desc<R::kRowBytes>(ring + stage * R::kStageBytes + R::b_tile(0));
     hopper::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < R::kKSteps; ++ks)  // 32 bytes of K per step: +2 in the descriptor's address field
@@ -226,30 +237,41 @@ __device__ __forceinline__ void accumulate(float (&acc)[R::kAcc], int kblocks, u
 
 // The 3xTF32 mainloop. The tensor cores truncate while they accumulate, which over a whole
 // K of big + small products costs fp32 accuracy (measured on the portable path: 6e-6 rel L2
-// vs PyTorch's 2e-7). So each stage (one pass over one K-block) is summed by the MMAs into a
-// fresh partial of 128 columns (m64n128) and added to acc with IEEE fp32 adds; two such halves
-// per 256-column tile keep the partial at 64 registers next to the 128 of acc (one: narrow tile).
+// vs PyTorch's 2e-7). So the products of one K-block are summed by the MMAs into a fresh partial
+// of 128 columns (m64n128) and added to acc with IEEE fp32 adds; two such halves per 256-column
+// tile keep the partial at 64 registers next to the 128 of acc (one: narrow tile).
+// A stage holds the K-block's four tiles (R::kParts == 2): one partial takes all three passes,
+// the small terms (big x small, small x big) first and big x big last, so the truncations at
+// full magnitude are only those of the big x big steps, as in a partial of its own; one wait and
+// one add into acc per K-block and half instead of three (NOTES v22: -9% on the headline kernel,
+// and closer to float64). The W-rows form has one pass per stage and a partial per pass.
 template <class R>
 __device__ __forceinline__ void accumulate_3xtf32(float (&acc)[R::kAcc], int kblocks, uint8_t* ring, uint64_t* full_bar,
                                                   uint64_t* empty_bar, int& stage, uint32_t& parity, int cw,
                                                   bool leader) {
   static_assert(R::kRowBytes == 128, "fp32 operands");
   static_assert(R::kAcc % 64 == 0, "tiles of 128-column halves");
+  constexpr int kPasses = R::kParts == 2 ? 3 : 1;  // passes served by one stage
 #pragma unroll
   for (int i = 0; i < R::kAcc; ++i) acc[i] = 0.f;
   float part[64];
   for (int kb = 0; kb < kblocks; ++kb) {
     hopper::mbar_wait(&full_bar[stage], parity);
-    const uint64_t da = hopper::smem_desc_sw128(ring + stage * R::kStageBytes + cw * 64 * R::kRowBytes);
-    const uint64_t db = hopper::smem_desc_sw128(ring + stage * R::kStageBytes + R::kATileBytes);
+    uint8_t* tiles = ring + stage * R::kStageBytes;
 #pragma unroll
     for (int half = 0; half < R::kAcc / 64; ++half) {  // 128-column halves
-      // positions 128 * half ..: 128 rows of 128 bytes further, +1024 in the address field
-      const uint64_t db_half = db + half * (128 * R::kRowBytes >> 4);
       hopper::wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < R::kKSteps; ++ks)
-        hopper::wgmma_m64n128k8_tf32(part, da + 2 * ks, db_half + 2 * ks, ks > 0 ? 1 : 0);
+      for (int i = 0; i < kPasses; ++i) {
+        // pass 1: big weights x small activations, 2: small weights x big activations, 0: big x big
+        const int pass = (i + 1) % kPasses;
+        const uint64_t da = hopper::smem_desc_sw128(tiles + R::a_tile(pass == 2) + cw * 64 * R::kRowBytes);
+        // positions 128 * half ..: 128 rows of 128 bytes further, +1024 in the address field
+        const uint64_t db = hopper::smem_desc_sw128(tiles + R::b_tile(pass == 1)) + half * (128 * R::kRowBytes >> 4);
+#pragma unroll
+        for (int ks = 0; ks < R::kKSteps; ++ks)
+          hopper::wgmma_m64n128k8_tf32(part, da + 2 * ks, db + 2 * ks, (i > 0 || ks > 0) ? 1 : 0);
+      }
       hopper::wgmma_commit();
       hopper::wgmma_wait<0>();
       hopper::fence_registers(part);
@@ -576,7 +598,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                        const __grid_constant__ CUtensorMap omap, const HopperParams p) {
 #if CONVT3D_HOPPER
   using T = typename Cfg::T;
-  using R = RingOf<kRow, kForm, kCols, sizeof(T)>;
+  using R = RingOf<kRow, kForm, kCols, sizeof(T), Cfg::kSplit>;
   constexpr bool kSubpixel = kForm == GemmForm::kWSubpixel;
   constexpr bool kWRows = kForm == GemmForm::kWRows;
   static_assert(!kWRows || kCols == kTilePos, "the W-rows form stages 256-column tiles");
@@ -611,10 +633,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   if (p.w_box_rows < kTileCo) {
     // the weight rows no load writes: zero once in every stage (async proxy: wgmma reads them)
-    const int per_stage = (kTileCo - p.w_box_rows) * kRow / 16;
-    for (int i = threadIdx.x; i < R::kStages * per_stage; i += kThreads)
-      reinterpret_cast<uint4*>(ring + (i / per_stage) * R::kStageBytes + p.w_box_rows * kRow)[i % per_stage] =
+    const int per_tile = (kTileCo - p.w_box_rows) * kRow / 16;
+    for (int i = threadIdx.x; i < R::kStages * R::kParts * per_tile; i += kThreads) {
+      const int tile = i / per_tile, stage = tile / R::kParts, q = tile % R::kParts;
+      reinterpret_cast<uint4*>(ring + stage * R::kStageBytes + R::a_tile(q) + p.w_box_rows * kRow)[i % per_tile] =
           make_uint4(0, 0, 0, 0);
+    }
     hopper::fence_proxy_async_shared();
   }
   __syncthreads();
@@ -639,17 +663,22 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int kb = 0; kb < p.kblocks; ++kb) {
           const int per_tap = p.c_blocks * p.passes;
           const int f = kb / per_tap, rest = kb - f * per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
-          const int x_block = cb * p.parts + (pass == 1);                   // pass 1: small activations
-          const int w_block = (f * p.c_blocks + cb) * p.parts + (pass == 2);  // pass 2: small weights
           const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
           hopper::mbar_wait(&empty_bar[stage], parity ^ 1);
-          uint8_t* a = ring + stage * R::kStageBytes;
-          hopper::mbar_arrive_expect_tx(&full_bar[stage], p.w_box_rows * kRow + R::kBTileBytes);
-          hopper::tma_load_2d(a, &wmap, &full_bar[stage], w_block * kCh, tc.phase * p.rows_per_phase + tc.ct * kTileCo);
-          hopper::tma_load_im2col_5d(a + R::kATileBytes, &xmap, &full_bar[stage], x_block * kCh, start.w + p.lower[2],
-                                     start.h + p.lower[1], start.d + p.lower[0], tc.n,
-                                     static_cast<uint16_t>(fw + off[2]), static_cast<uint16_t>(fh + off[1]),
-                                     static_cast<uint16_t>(fd + off[0]));
+          uint8_t* tiles = ring + stage * R::kStageBytes;
+          hopper::mbar_arrive_expect_tx(&full_bar[stage], R::kParts * (p.w_box_rows * kRow + R::kBTileBytes));
+          // the stage's parts q (or, one pass per stage: pass 1 small activations, pass 2 small weights)
+#pragma unroll
+          for (int q = 0; q < R::kParts; ++q) {
+            const int x_block = cb * p.parts + q + (pass == 1);
+            const int w_block = (f * p.c_blocks + cb) * p.parts + q + (pass == 2);
+            hopper::tma_load_2d(tiles + R::a_tile(q), &wmap, &full_bar[stage], w_block * kCh,
+                                tc.phase * p.rows_per_phase + tc.ct * kTileCo);
+            hopper::tma_load_im2col_5d(tiles + R::b_tile(q), &xmap, &full_bar[stage], x_block * kCh,
+                                       start.w + p.lower[2], start.h + p.lower[1], start.d + p.lower[0], tc.n,
+                                       static_cast<uint16_t>(fw + off[2]), static_cast<uint16_t>(fh + off[1]),
+                                       static_cast<uint16_t>(fd + off[0]));
+          }
           next_stage<R>(stage, parity);
         }
       }
@@ -1010,7 +1039,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   }
   p.c_blocks = static_cast<int>(shape.Cp / ch);
   p.parts = split ? 2 : 1;
-  p.passes = split ? 3 : 1;
+  p.passes = parts_per_stage(shape.form, split) == 1 && split ? 3 : 1;
   p.kblocks = static_cast<int>(T * p.c_blocks * p.passes);
   p.G = static_cast<int>(num_groups);
   p.cpg = num_groups > 0 ? static_cast<int>(g.Cout / num_groups) : 0;

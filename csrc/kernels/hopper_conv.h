@@ -9,7 +9,7 @@
 // epilogue). Tile: 128 rows x 256 positions of one (sample, phase), or x 128 where 256-position
 // tiles would leave more than half the SMs idle; the epilogue stores NCDHW
 // directly (bias, ReLU, and optional GroupNorm partial statistics).
-// fp32 with TF32 off runs 3xTF32: big/small operand pairs, three TF32 passes per K-block.
+// fp32 with TF32 off runs 3xTF32: big/small operand pairs, three TF32 passes over each K-block.
 #pragma once
 
 #include "common/conv_args.h"
