@@ -117,6 +117,28 @@ def test_backward_without_saved_h_is_a_clear_error():
         y.sum().backward()
 
 
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_vmap_matches_a_loop_over_its_batch(device):
+    # torch.vmap runs our ops through PyTorch's per-slice fallback (no batching rule): one call per slice
+    x = torch.rand(3, 2, 4, 5, 4, 6, device=device)
+    w = torch.randn(4, 8, 3, 3, 3, device=device) * 0.2
+    gw, gb = torch.rand(8, device=device) + 0.5, torch.randn(8, device=device)
+    with allow_tf32(False):
+        batched = torch.vmap(lambda xi: convt3d_ops.fused_forward(xi, w, None, gw, gb, num_groups=2))(x)
+        looped = torch.stack([convt3d_ops.fused_forward(xi, w, None, gw, gb, num_groups=2) for xi in x])
+    assert torch.equal(batched, looped)
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError,
+                   reason="PyTorch: ops with torch.library.register_autograd reject torch.func.grad / jacrev / jvp "
+                          "('must override the setup_context staticmethod'; pytorch/pytorch#168393, #179652). When "
+                          "this passes, PyTorch has fixed it: update README Limitations and make this a real test.")
+def test_functorch_grad():
+    x = torch.rand(1, 2, 3, 3, 3, dtype=torch.float64)
+    w = torch.randn(2, 4, 2, 2, 2, dtype=torch.float64)
+    torch.func.grad(lambda x: convt3d_ops.conv_transpose3d_relu(x, w).sum())(x)
+
+
 def test_dilated_weight_gradient_on_cpu_avoids_the_onednn_bug():
     """PyTorch 2.14's oneDNN kernel returned NaN (and corrupted memory) for this weight gradient;
     the CPU path computes it without oneDNN (found by the fuzz test)."""
