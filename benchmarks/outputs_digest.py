@@ -56,9 +56,9 @@ def main():
             line = f"{args.label:8s} {p.name:12s} {mode:5s} conv+relu {digest(h)} fused {digest(y)}"
             if args.error:
                 with torch.no_grad():
-                    args_ = dict(stride=p.stride, padding=p.padding)
-                    ref = F.conv_transpose3d(x.double(), conv.weight.double(), **args_).relu_()
-                    torch_h = F.conv_transpose3d(x, conv.weight, **args_).relu_()
+                    geometry = dict(stride=p.stride, padding=p.padding)
+                    ref = F.conv_transpose3d(x.double(), conv.weight.double(), **geometry).relu_()
+                    torch_h = F.conv_transpose3d(x, conv.weight, **geometry).relu_()
                 line += f"  rel L2 error: ours {rel_l2(h, ref):.2e}, PyTorch {rel_l2(torch_h, ref):.2e}"
             print(line, flush=True)
 
