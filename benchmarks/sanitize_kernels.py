@@ -75,12 +75,14 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
             ref.backward(upstream)
             tag = f"{str(dtype).split('.')[-1]}{'' if tf32 else '-ieee'} {name} [{convt3d_ops.forward_path(x, w, **kw)}]"
             ok &= check(f"{tag} fused forward", y, ref, tol)
-            ok &= check(f"{tag} conv+relu", h, conv, tol)
-            ok &= check(f"{tag} group_norm", gn, ref, 3 * tol)
+            if "separate" not in skip:  # (each check only for the steps that ran)
+                ok &= check(f"{tag} conv+relu", h, conv, tol)
+                ok &= check(f"{tag} group_norm", gn, ref, 3 * tol)
             for n, t, r in zip(("x", "w", "b", "gw", "gb"), leaves, ref_leaves):
                 # gradients: the ReLU mask can flip near zero in reduced precision (see tests), so the
                 # bound here is loose; the test suite checks gradients tightly
-                ok &= check(f"{tag} grad {n}", t.grad, r.grad, 30 * tol)
+                if "backward" not in skip:
+                    ok &= check(f"{tag} grad {n}", t.grad, r.grad, 30 * tol)
     torch.cuda.synchronize()
     return ok
 
