@@ -40,7 +40,6 @@ __device__ __forceinline__ Welford block_merge(Welford w) {
   return w;  // valid in thread 0
 }
 
-
 // ---- forward ----------------------------------------------------------------
 
 // Partial statistics of one chunk of one group: grid (chunks, groups).
