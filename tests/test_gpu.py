@@ -150,6 +150,12 @@ MANY_TILE_CASES = [
     # W sub-pixel form in 192-column tiles: 4 (d, h) phases x 14^3 columns = 15 tiles of 192 per phase
     Case("mid_tiles_k2s2", n=4, c_in=32, c_out=32, size=(14, 14, 14), kernel=(2, 2, 2), stride=(2, 2, 2),
          bias=True, num_groups=8),
+    # 240-column tiles (TF32 only): 20 * 20 * 19 positions = 30 tiles of 256 per sample, 120 in one round,
+    # run as 128 tiles of 240 (the last one 160 wide), still one round; 192 columns would take two
+    Case("fit_tiles_stride1", n=4, c_in=24, c_out=80, size=(18, 18, 17), bias=True, num_groups=5),
+    # W sub-pixel form in 240-column tiles: 4 (d, h) phases x 20 * 20 * 19 columns = 32 tiles of 240 per phase
+    Case("fit_tiles_k2s2", n=1, c_in=32, c_out=32, size=(20, 20, 19), kernel=(2, 2, 2), stride=(2, 2, 2),
+         bias=True, num_groups=8),
 ]
 
 
@@ -184,7 +190,9 @@ def test_many_tile_problems_match_float64(case, dtype, tf32):
 @pytest.mark.parametrize("case_name,dtype,tf32,cols", [
     ("mid_tiles_stride1", torch.float32, True, 192), ("mid_tiles_stride1", torch.bfloat16, True, 192),
     ("mid_tiles_stride1", torch.float32, False, 256), ("mid_tiles_k2s2", torch.float32, True, 192),
-    ("stride1_tma_store", torch.bfloat16, True, 256)])
+    ("stride1_tma_store", torch.bfloat16, True, 256), ("fit_tiles_stride1", torch.float32, True, 240),
+    ("fit_tiles_stride1", torch.bfloat16, True, 256), ("fit_tiles_stride1", torch.float32, False, 256),
+    ("fit_tiles_k2s2", torch.float32, True, 240)])
 def test_tile_width_follows_the_rounds(case_name, dtype, tf32, cols):
     """choose_tile_width: which kernel instance ran (its last template argument is the tile width)."""
     case = next(c for c in MANY_TILE_CASES if c.name == case_name)

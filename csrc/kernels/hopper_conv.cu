@@ -3,12 +3,12 @@
 // Warp roles (384 threads, one CTA per SM, persistent over tiles):
 //   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
-//                rows x 128 B, or 192 / 128 rows in a narrower tile) into a ring of stages (full/empty
-//                mbarriers; Ring);
-//   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n192, m64n128) over their 64 tile rows, then the
-//                epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics; 16-bit outputs
-//                of stride 1 through a staging buffer and TMA stores); warpgroup 2 has no MMAs
-//                where all its rows are padding (64 or fewer real rows).
+//                rows x 128 B, or 240 / 192 / 128 rows in a narrower tile) into a ring of stages
+//                (full/empty mbarriers; Ring);
+//   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n240, m64n192, m64n128) over their 64 tile
+//                rows, then the epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics;
+//                16-bit outputs of stride 1 through a staging buffer and TMA stores); warpgroup 2
+//                has no MMAs where all its rows are padding (64 or fewer real rows).
 // A K-block is one filter tap and 128 bytes of channels (32 fp32 / 64 half), or 64 bytes (32
 // half, the 64-byte swizzle, twice the stages: Ring) for 16-bit operands with at most 32 input channels.
 // Three GEMM forms (GemmShape, common/gemm_forms.h): phases (kernel a multiple of the stride; rows =
@@ -35,10 +35,11 @@
 namespace convt3d {
 namespace {
 
-constexpr int kTileCo = 128;   // output channels per tile: 2 consumer warpgroups x 64
-constexpr int kTilePos = 256;  // output positions (GEMM columns) per tile, unless fewer (below)
-constexpr int kMidTilePos = 192;     // 192 and 128 columns: where the last round of 256-column tiles
-constexpr int kNarrowTilePos = 128;  // would leave SMs idle (choose_tile_width)
+constexpr int kTileCo = 128;          // output channels per tile: 2 consumer warpgroups x 64
+constexpr int kTilePos = 256;         // output positions (GEMM columns) per tile, unless fewer (below)
+constexpr int kTf32FitTilePos = 240;  // TF32 only: the same rounds as 256 columns, each cheaper
+constexpr int kMidTilePos = 192;      // 192 and 128 columns: where the last round of 256-column tiles
+constexpr int kNarrowTilePos = 128;   // would leave SMs idle (choose_tile_width)
 constexpr int kThreads = 384;
 
 // The shared-memory ring of K-blocks whose operand rows hold kRow bytes of K: 128 (one 128-byte
@@ -52,7 +53,8 @@ constexpr int kRingBytes = 4 * (kTileCo + kTilePos) * 128;
 template <int kRow, int kCols = kTilePos, int kBytes = kRingBytes, int kParts_ = 1>
 struct Ring {
   static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
-  static_assert(kCols == kTilePos || kCols == kMidTilePos || kCols == kNarrowTilePos, "256, 192 or 128 columns");
+  static_assert(kCols == kTilePos || kCols == kTf32FitTilePos || kCols == kMidTilePos || kCols == kNarrowTilePos,
+                "256, 240, 192 or 128 columns");
   static constexpr int kRowBytes = kRow;
   static constexpr int kParts = kParts_;
   static constexpr int kAcc = kCols / 2;  // accumulators per consumer thread (64 rows x kCols / 128 threads)
@@ -122,6 +124,9 @@ __device__ __forceinline__ void wgmma_k_step(float (&acc)[kAcc], uint64_t da, ui
       hopper::wgmma_m64n256k16_f16(acc, da, db, scale_d);
     else
       hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
+  } else if constexpr (kAcc == 120) {
+    static_assert(std::is_same_v<T, float>, "240 columns: TF32 only");
+    hopper::wgmma_m64n240k8_tf32(acc, da, db, scale_d);
   } else if constexpr (kAcc == 96) {
     if constexpr (std::is_same_v<T, float>)
       hopper::wgmma_m64n192k8_tf32(acc, da, db, scale_d);
@@ -828,7 +833,7 @@ struct GemmShape {
   int64_t ch;            // channels per K-block
   int64_t Cp;            // input channels padded to whole K-blocks
   int64_t Cs;            // packed channel slots per position and tap (3xTF32: big and small)
-  int tile_cols;         // GEMM columns a tile computes: 256, 192 or 128 (choose_tile_width)
+  int tile_cols;         // GEMM columns a tile computes: 256, 240, 192 or 128 (choose_tile_width)
   int64_t tile_step;     // columns between consecutive tiles (the W-rows form: 256 - (kW - 1))
   int64_t taps() const { return offsets[0] * offsets[1] * offsets[2]; }
   int64_t P() const { return positions[0] * positions[1] * positions[2]; }
@@ -894,12 +899,17 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
 // NOTES v16: the weight tile, the K-block handshakes and the epilogue's per-row work do not shrink
 // with the width). So narrower tiles only where the last round of 256-column tiles would leave SMs
 // idle: one sample of 32^3 runs 2 rounds of 192 columns instead of 154 tiles of 256 on 132 SMs.
-// 3xTF32 sums 128-column halves, so it takes 256 or 128; the W-rows form keeps its staged 256.
-void choose_tile_width(GemmShape& s, int64_t N, int sm_count, bool split) {
+// Where the rounds stay the same, a narrower tile is simply cheaper: ch256 (4 samples of 34^3, 256
+// channels) runs its 10 rounds as 1312 tiles of 240 instead of 1232 of 256 (9.33 rounds' work;
+// the conv kernel -2%, NOTES v25).
+// 240 is TF32 only (16-bit outputs store whole 64-position TMA boxes); 3xTF32 sums 128-column
+// halves, so it takes 256 or 128; the W-rows form keeps its staged 256.
+void choose_tile_width(GemmShape& s, int64_t N, int sm_count, MathMode mode) {
   if (s.form == GemmForm::kWRows) return;
   double best_time = 0.0;
-  for (const int cols : {kTilePos, kMidTilePos, kNarrowTilePos}) {
-    if (split && cols == kMidTilePos) continue;
+  for (const int cols : {kTilePos, kTf32FitTilePos, kMidTilePos, kNarrowTilePos}) {
+    if (cols == kTf32FitTilePos && mode != MathMode::kTf32) continue;
+    if (cols == kMidTilePos && mode == MathMode::kFp32) continue;
     const int64_t tiles = N * ceil_div(s.P(), cols) * s.phases * (s.rows / kTileCo);
     const double time = double(ceil_div(tiles, int64_t(sm_count))) * (0.56 + 0.44 * cols / kTilePos);
     if (cols == kTilePos || time < best_time) {
@@ -939,7 +949,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   GemmShape shape = gemm_shape(g, mode);
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
-  choose_tile_width(shape, g.N, device_info(x.get_device_index()).sm_count, split);
+  choose_tile_width(shape, g.N, device_info(x.get_device_index()).sm_count, mode);
   const int eb = elem_bytes(mode);
   const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const int64_t w_rows = shape.phases * shape.rows;
@@ -1062,6 +1072,10 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
       if (shape.tile_cols == kTilePos) return pick_form(row_bytes, std::integral_constant<int, kTilePos>{});
       if constexpr (!Cfg::kSplit) {
         if (shape.tile_cols == kMidTilePos) return pick_form(row_bytes, std::integral_constant<int, kMidTilePos>{});
+        if constexpr (std::is_same_v<typename Cfg::T, float>) {
+          if (shape.tile_cols == kTf32FitTilePos)
+            return pick_form(row_bytes, std::integral_constant<int, kTf32FitTilePos>{});
+        }
       }
       return pick_form(row_bytes, std::integral_constant<int, kNarrowTilePos>{});
     };
