@@ -34,7 +34,7 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
         ("stride1_wrows_tiles", dict(padding=(0, 0, 1)), 4, 32, 3, (14, 14, 80), "contiguous"),
         # phase form with 220 tiles of 192 columns: up to 2 per CTA (16-bit: the TMA stores' staging reused)
         ("stride1_tma_tiles", dict(), 4, 80, 3, (14, 14, 80), "contiguous"),
-        # the same with 218 tiles of 240 columns in TF32 (16-bit: 204 of 256): up to 2 per CTA
+        # the same with 218 tiles of 240 columns: up to 2 per CTA (16-bit: 96-byte TMA-store boxes)
         ("stride1_fit_tiles", dict(), 4, 80, 3, (14, 14, 100), "contiguous"),
         ("stride2_k2_oddW", dict(stride=2), 16, 24, 2, (3, 4, 3), "contiguous"),
         ("stride2_k2_evenW", dict(stride=2), 40, 24, 2, (3, 4, 6), "contiguous"),

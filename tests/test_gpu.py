@@ -137,10 +137,13 @@ MANY_TILE_CASES = [
     # W-rows form: 22 * 22 * 25 columns (W widened by the padding) = 48 tiles of 254 per sample
     Case("several_tiles_wrows", n=4, c_in=16, c_out=32, size=(20, 20, 24), padding=(0, 0, 1), bias=True, num_groups=8),
     # phase form, stride 1, the TMA-store epilogue in 16-bit dtypes (fp32: register stores): 14 * 14 * 16
-    # positions = 13 tiles of 256 per sample (the last one 64 wide), 80 channels (rows past Cout clipped by
-    # the output map; groups of 16 straddling the two consumer warpgroups), 24 input channels (a partly
-    # padded K-block)
+    # positions = 14 tiles of 240 per sample (112 in one round, as 13 of 256 would be; the last one 16 wide:
+    # 96-byte unswizzled boxes, the first one partial), 80 channels (rows past Cout clipped by the output map;
+    # groups of 16 straddling the two consumer warpgroups), 24 input channels (a partly padded K-block)
     Case("stride1_tma_store", n=8, c_in=24, c_out=80, size=(12, 12, 14), bias=True, num_groups=5),
+    # the same in 256-column tiles (128-byte swizzled boxes): 15 * 16 * 17 positions = 16 tiles of 256 per
+    # sample (the last one 240 wide: its fourth box partial), 128 in one round; 240 columns would take two
+    Case("stride1_tma_store_256", n=8, c_in=24, c_out=80, size=(13, 14, 15), bias=True, num_groups=5),
     # the same with 40 channels: the second consumer warpgroup idle (no MMAs, no staged rows)
     Case("stride1_tma_store_idle_warpgroup", n=8, c_in=16, c_out=40, size=(12, 12, 14), num_groups=8),
     # 192-column tiles (on 132 SMs; choose_tile_width): 28 * 28 * 27 positions = 83 tiles of 256 per sample,
@@ -150,7 +153,7 @@ MANY_TILE_CASES = [
     # W sub-pixel form in 192-column tiles: 4 (d, h) phases x 14^3 columns = 15 tiles of 192 per phase
     Case("mid_tiles_k2s2", n=4, c_in=32, c_out=32, size=(14, 14, 14), kernel=(2, 2, 2), stride=(2, 2, 2),
          bias=True, num_groups=8),
-    # 240-column tiles (TF32 only): 20 * 20 * 19 positions = 30 tiles of 256 per sample, 120 in one round,
+    # 240-column tiles: 20 * 20 * 19 positions = 30 tiles of 256 per sample, 120 in one round,
     # run as 128 tiles of 240 (the last one 160 wide), still one round; 192 columns would take two
     Case("fit_tiles_stride1", n=4, c_in=24, c_out=80, size=(18, 18, 17), bias=True, num_groups=5),
     # W sub-pixel form in 240-column tiles: 4 (d, h) phases x 20 * 20 * 19 columns = 32 tiles of 240 per phase
@@ -190,8 +193,9 @@ def test_many_tile_problems_match_float64(case, dtype, tf32):
 @pytest.mark.parametrize("case_name,dtype,tf32,cols", [
     ("mid_tiles_stride1", torch.float32, True, 192), ("mid_tiles_stride1", torch.bfloat16, True, 192),
     ("mid_tiles_stride1", torch.float32, False, 256), ("mid_tiles_k2s2", torch.float32, True, 192),
-    ("stride1_tma_store", torch.bfloat16, True, 256), ("fit_tiles_stride1", torch.float32, True, 240),
-    ("fit_tiles_stride1", torch.bfloat16, True, 256), ("fit_tiles_stride1", torch.float32, False, 256),
+    ("stride1_tma_store", torch.bfloat16, True, 240), ("stride1_tma_store_256", torch.bfloat16, True, 256),
+    ("fit_tiles_stride1", torch.float32, True, 240), ("fit_tiles_stride1", torch.bfloat16, True, 240),
+    ("fit_tiles_stride1", torch.float32, False, 256),
     ("fit_tiles_k2s2", torch.float32, True, 240)])
 def test_tile_width_follows_the_rounds(case_name, dtype, tf32, cols):
     """choose_tile_width: which kernel instance ran (its last template argument is the tile width)."""

@@ -37,7 +37,7 @@ namespace {
 
 constexpr int kTileCo = 128;          // output channels per tile: 2 consumer warpgroups x 64
 constexpr int kTilePos = 256;         // output positions (GEMM columns) per tile, unless fewer (below)
-constexpr int kTf32FitTilePos = 240;  // TF32 only: the same rounds as 256 columns, each cheaper
+constexpr int kFitTilePos = 240;      // the same rounds as 256 columns where that fits, each cheaper
 constexpr int kMidTilePos = 192;      // 192 and 128 columns: where the last round of 256-column tiles
 constexpr int kNarrowTilePos = 128;   // would leave SMs idle (choose_tile_width)
 constexpr int kThreads = 384;
@@ -53,7 +53,7 @@ constexpr int kRingBytes = 4 * (kTileCo + kTilePos) * 128;
 template <int kRow, int kCols = kTilePos, int kBytes = kRingBytes, int kParts_ = 1>
 struct Ring {
   static_assert(kRow == 128 || kRow == 64, "rows of 128 or 64 bytes");
-  static_assert(kCols == kTilePos || kCols == kTf32FitTilePos || kCols == kMidTilePos || kCols == kNarrowTilePos,
+  static_assert(kCols == kTilePos || kCols == kFitTilePos || kCols == kMidTilePos || kCols == kNarrowTilePos,
                 "256, 240, 192 or 128 columns");
   static constexpr int kRowBytes = kRow;
   static constexpr int kParts = kParts_;
@@ -71,6 +71,10 @@ struct Ring {
 // Phase form with 16-bit outputs: the stride-1 tile (at most 64 KB) goes out through TMA stores
 // from a staging buffer after a ring of three quarters (store_tile_through_staging).
 constexpr int kStoreStagingBytes = 64 * 1024;
+// The TMA-store boxes of a kCols-column tile: 128-byte rows of positions in the 128-byte swizzle, or,
+// where that row does not divide the tile (240 columns: 64 16-bit positions do not), 96-byte rows
+// without swizzle (48 positions, 5 boxes). The output map is encoded with the same box (host).
+constexpr int store_box_cols(int cols, int elem) { return cols % (128 / elem) == 0 ? 128 / elem : 48; }
 constexpr bool staged_stores(GemmForm form, int elem) { return form == GemmForm::kPhases && elem == 2; }
 constexpr int ring_bytes(GemmForm form, int elem) {
   return form == GemmForm::kWRows ? kRingBytes / 2 : staged_stores(form, elem) ? kRingBytes * 3 / 4 : kRingBytes;
@@ -125,8 +129,12 @@ __device__ __forceinline__ void wgmma_k_step(float (&acc)[kAcc], uint64_t da, ui
     else
       hopper::wgmma_m64n256k16_bf16(acc, da, db, scale_d);
   } else if constexpr (kAcc == 120) {
-    static_assert(std::is_same_v<T, float>, "240 columns: TF32 only");
-    hopper::wgmma_m64n240k8_tf32(acc, da, db, scale_d);
+    if constexpr (std::is_same_v<T, float>)
+      hopper::wgmma_m64n240k8_tf32(acc, da, db, scale_d);
+    else if constexpr (std::is_same_v<T, __half>)
+      hopper::wgmma_m64n240k16_f16(acc, da, db, scale_d);
+    else
+      hopper::wgmma_m64n240k16_bf16(acc, da, db, scale_d);
   } else if constexpr (kAcc == 96) {
     if constexpr (std::is_same_v<T, float>)
       hopper::wgmma_m64n192k8_tf32(acc, da, db, scale_d);
@@ -424,9 +432,10 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[kAcc], co
 }
 // One phase of 16-bit outputs through TMA stores (p.tma_store): the tile's values go into the
 // staging buffer as boxes of 128 rows x 128 bytes of positions in the 128-byte swizzle (the TMA's
-// layout; a warp's writes then take the fewest shared-memory wavefronts), and consumer thread 128
-// stores the boxes with the TMA (the output map clips positions past the sample and rows past
-// Cout) while the consumers go on to the next tile. Before the next tile rewrites the staging, the
+// layout; a warp's writes then take the fewest shared-memory wavefronts; 240-column tiles: 96-byte
+// rows, unswizzled, store_box_cols), and consumer thread 128 stores the boxes with the TMA (the
+// output map clips positions past the sample and rows past Cout) while the consumers go on to the
+// next tile. Before the next tile rewrites the staging, the
 // stores must have read it. kActive is false for an idle warpgroup (Cout <= 64), which writes
 // nothing (acc: nullptr) but takes part in the barriers. (Not for fp32: its 128 KB tile needs two
 // passes through the staging, and measured 1.5-2% slower than the register stores, v20 in NOTES.)
@@ -436,8 +445,10 @@ __device__ __forceinline__ void store_tile_through_staging(const float* acc, con
                                                            uint8_t* staging, int row0, int lane, float (&sum)[2],
                                                            float (&sumsq)[2]) {
   constexpr int kCols = 2 * kAcc;
-  constexpr int kBoxCols = 128 / sizeof(T);  // positions per 128-byte box row
-  constexpr int kBoxBytes = kTileCo * 128;
+  constexpr int kBoxCols = store_box_cols(kCols, sizeof(T));  // positions per box row
+  constexpr int kRowBytes = kBoxCols * int(sizeof(T));
+  constexpr bool kSwizzled = kRowBytes == 128;
+  constexpr int kBoxBytes = kTileCo * kRowBytes;
   static_assert(kCols % kBoxCols == 0 && kCols / kBoxCols * kBoxBytes <= kStoreStagingBytes, "whole boxes that fit");
   const bool issuer = threadIdx.x == 128;
   if (issuer) hopper::bulk_wait_read_all();
@@ -459,7 +470,8 @@ __device__ __forceinline__ void store_tile_through_staging(const float* acc, con
         const int row = row0 + 8 * h;
         const float v0 = relu(acc[4 * j + 2 * h] + b[h]);
         const float v1 = relu(acc[4 * j + 2 * h + 1] + b[h]);
-        store2(reinterpret_cast<T*>(box + row * 128 + (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15)), v0, v1);
+        const int at = kSwizzled ? row * 128 + (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15) : row * kRowBytes + byte;
+        store2(reinterpret_cast<T*>(box + at), v0, v1);
         sum[h] += v0 + v1;
         sumsq[h] += v0 * v0 + v1 * v1;
       }
@@ -901,15 +913,13 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
 // idle: one sample of 32^3 runs 2 rounds of 192 columns instead of 154 tiles of 256 on 132 SMs.
 // Where the rounds stay the same, a narrower tile is simply cheaper: ch256 (4 samples of 34^3, 256
 // channels) runs its 10 rounds as 1312 tiles of 240 instead of 1232 of 256 (9.33 rounds' work;
-// the conv kernel -2%, NOTES v25).
-// 240 is TF32 only (16-bit outputs store whole 64-position TMA boxes); 3xTF32 sums 128-column
-// halves, so it takes 256 or 128; the W-rows form keeps its staged 256.
+// the TF32 conv kernel -2%, NOTES v25). 3xTF32 sums 128-column halves, so it takes 256 or 128;
+// the W-rows form keeps its staged 256.
 void choose_tile_width(GemmShape& s, int64_t N, int sm_count, MathMode mode) {
   if (s.form == GemmForm::kWRows) return;
   double best_time = 0.0;
-  for (const int cols : {kTilePos, kTf32FitTilePos, kMidTilePos, kNarrowTilePos}) {
-    if (cols == kTf32FitTilePos && mode != MathMode::kTf32) continue;
-    if (cols == kMidTilePos && mode == MathMode::kFp32) continue;
+  for (const int cols : {kTilePos, kFitTilePos, kMidTilePos, kNarrowTilePos}) {
+    if (mode == MathMode::kFp32 && (cols == kFitTilePos || cols == kMidTilePos)) continue;
     const int64_t tiles = N * ceil_div(s.P(), cols) * s.phases * (s.rows / kTileCo);
     const double time = double(ceil_div(tiles, int64_t(sm_count))) * (0.56 + 0.44 * cols / kTilePos);
     if (cols == kTilePos || time < best_time) {
@@ -1004,7 +1014,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   }
 
   // 16-bit outputs, stride 1 in the phase form: the epilogue's TMA stores write the (N, Cout, P) output
-  // in boxes of 128 bytes of positions x 128 channels (the map's strides must be multiples of 16 bytes)
+  // in boxes of 128 bytes of positions x 128 channels, 96 bytes unswizzled for 240-column tiles
+  // (store_box_cols; the map's strides must be multiples of 16 bytes)
   CUtensorMap omap{};
   const bool tma_store = staged_stores(shape.form, eb) && shape.phases == 1 && (shape.P() * eb) % 16 == 0 &&
                          reinterpret_cast<uintptr_t>(out.mutable_data_ptr()) % 16 == 0;
@@ -1013,10 +1024,12 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
                                 static_cast<cuuint64_t>(g.N)};
     const cuuint64_t strides[2] = {static_cast<cuuint64_t>(shape.P() * eb),
                                    static_cast<cuuint64_t>(g.Cout * shape.P() * eb)};
-    const cuuint32_t box[3] = {static_cast<cuuint32_t>(128 / eb), static_cast<cuuint32_t>(kTileCo), 1};
+    const int box_cols = store_box_cols(shape.tile_cols, eb);
+    const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(kTileCo), 1};
     const cuuint32_t estr[3] = {1, 1, 1};
     const CUresult r = drv.encode_tiled(&omap, tma_dtype(mode), 3, out.mutable_data_ptr(), dims, strides, box, estr,
-                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                        box_cols * eb == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
                                         CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the output tensor map failed (", int(r), ")");
   }
@@ -1072,10 +1085,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
       if (shape.tile_cols == kTilePos) return pick_form(row_bytes, std::integral_constant<int, kTilePos>{});
       if constexpr (!Cfg::kSplit) {
         if (shape.tile_cols == kMidTilePos) return pick_form(row_bytes, std::integral_constant<int, kMidTilePos>{});
-        if constexpr (std::is_same_v<typename Cfg::T, float>) {
-          if (shape.tile_cols == kTf32FitTilePos)
-            return pick_form(row_bytes, std::integral_constant<int, kTf32FitTilePos>{});
-        }
+        if (shape.tile_cols == kFitTilePos) return pick_form(row_bytes, std::integral_constant<int, kFitTilePos>{});
       }
       return pick_form(row_bytes, std::integral_constant<int, kNarrowTilePos>{});
     };
