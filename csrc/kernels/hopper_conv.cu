@@ -435,10 +435,10 @@ __device__ __forceinline__ void store_subpixel_tile(const float (&acc)[kAcc], co
 // layout; a warp's writes then take the fewest shared-memory wavefronts; 240-column tiles: 96-byte
 // rows, unswizzled, store_box_cols), and consumer thread 128 stores the boxes with the TMA (the
 // output map clips positions past the sample and rows past Cout) while the consumers go on to the
-// next tile. Before the next tile rewrites the staging, the
-// stores must have read it. kActive is false for an idle warpgroup (Cout <= 64), which writes
-// nothing (acc: nullptr) but takes part in the barriers. (Not for fp32: its 128 KB tile needs two
-// passes through the staging, and measured 1.5-2% slower than the register stores, v20 in NOTES.)
+// next tile. Before the next tile rewrites the staging, the stores must have read it. kActive is
+// false for an idle warpgroup (Cout <= 64), which writes nothing (acc: nullptr) but takes part in
+// the barriers. (Not for fp32: its 128 KB tile needs two passes through the staging, and measured
+// 1.5-2% slower than the register stores, v20 in NOTES.)
 template <typename T, int kAcc, bool kActive>
 __device__ __forceinline__ void store_tile_through_staging(const float* acc, const HopperParams& p,
                                                            const CUtensorMap* omap, const TileCoords& tc,
@@ -913,7 +913,7 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
 // idle: one sample of 32^3 runs 2 rounds of 192 columns instead of 154 tiles of 256 on 132 SMs.
 // Where the rounds stay the same, a narrower tile is simply cheaper: ch256 (4 samples of 34^3, 256
 // channels) runs its 10 rounds as 1312 tiles of 240 instead of 1232 of 256 (9.33 rounds' work;
-// the TF32 conv kernel -2%, NOTES v25). 3xTF32 sums 128-column halves, so it takes 256 or 128;
+// the conv kernel -2% in TF32 and bf16, NOTES v25, v25b). 3xTF32 sums 128-column halves, so it takes 256 or 128;
 // the W-rows form keeps its staged 256.
 void choose_tile_width(GemmShape& s, int64_t N, int sm_count, MathMode mode) {
   if (s.form == GemmForm::kWRows) return;
