@@ -913,8 +913,8 @@ GemmShape gemm_shape(const ConvTransposeGeometry& g, MathMode mode) {
 // idle: one sample of 32^3 runs 2 rounds of 192 columns instead of 154 tiles of 256 on 132 SMs.
 // Where the rounds stay the same, a narrower tile is simply cheaper: ch256 (4 samples of 34^3, 256
 // channels) runs its 10 rounds as 1312 tiles of 240 instead of 1232 of 256 (9.33 rounds' work;
-// the conv kernel -2% in TF32 and bf16, NOTES v25, v25b). 3xTF32 sums 128-column halves, so it takes 256 or 128;
-// the W-rows form keeps its staged 256.
+// the conv kernel -2% in TF32 and bf16, NOTES v25, v25b). 3xTF32 sums 128-column halves, so it
+// takes 256 or 128; the W-rows form keeps its staged 256.
 void choose_tile_width(GemmShape& s, int64_t N, int sm_count, MathMode mode) {
   if (s.form == GemmForm::kWRows) return;
   double best_time = 0.0;

@@ -6,8 +6,8 @@
 // (common/gemm_forms.h): one stride-1 correlation per output phase (stride 1 is one phase: the
 // flipped kernel); the W sub-pixel form for stride 2 along W (the two W-phases as row pairs); or,
 // for stride 1 with few output channels, the W-rows form (the W taps as rows, summed in the
-// epilogue). Tile: 128 rows x 256 positions of one (sample, phase), or x 128 where 256-position
-// tiles would leave more than half the SMs idle; the epilogue stores NCDHW
+// epilogue). Tile: 128 rows x 256 positions of one (sample, phase), or 240 / 192 / 128 positions
+// where the grid's rounds make that cheaper (choose_tile_width); the epilogue stores NCDHW
 // directly (bias, ReLU, and optional GroupNorm partial statistics).
 // fp32 with TF32 off runs 3xTF32: big/small operand pairs, three TF32 passes over each K-block.
 #pragma once
