@@ -7,7 +7,8 @@ torch.profiler. For benchmarks/NOTES.md: which kernel the time goes to.
 With --problems (bench problem names): the fused forward of each, its kernels' GPU time per call
 next to the time per call with CUDA events (as the benchmark takes it, each call synchronized),
 whose difference is the time the GPU waits for the host; then the last call's kernels in GPU order
-with the gaps between them.
+with the gaps between them. With --torch VARIANT (one of the benchmark's PyTorch configurations,
+e.g. compile_benchmark) the same for PyTorch's forward instead of ours: whose kernels take its time.
 """
 import argparse
 
@@ -17,12 +18,16 @@ from torch.profiler import ProfilerActivity, profile
 import convt3d_ops
 
 
-def profile_problems(names, mode):
+def profile_problems(names, mode, torch_variant=None):
     from convt3d_ops import bench
     for p in bench.problems_named(names):
         torch.backends.cudnn.allow_tf32 = mode != "ieee"
         inputs = bench.make_inputs(p, mode)
-        fwd = bench.ours_forward(p, bench.make_model(p, mode))
+        model = bench.make_model(p, mode)
+        fwd = bench.torch_forward(p, mode, torch_variant, model) if torch_variant else bench.ours_forward(p, model)
+        if fwd is None:
+            print(f"==== {p.name} {mode}: {torch_variant} does not apply ====")
+            continue
 
         calls = 10
         with torch.no_grad():
@@ -33,9 +38,10 @@ def profile_problems(names, mode):
                     torch.cuda.synchronize()  # each call alone on the GPU, as the benchmark times it
         kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
         gpu_ms = sum(e.self_device_time_total for e in kernels) / calls / 1e3
-        print(f"==== {p.name} {mode}: {event_ms:.3f} ms per call (events), kernels {gpu_ms:.3f} ms per call ====")
+        who = torch_variant or "ours"
+        print(f"==== {p.name} {mode} {who}: {event_ms:.3f} ms per call (events), kernels {gpu_ms:.3f} ms per call ====")
         for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
-            print(f"  {e.self_device_time_total / calls / 1e3:8.4f} ms  {e.count // calls:3d}x  {e.key[:90]}")
+            print(f"  {e.self_device_time_total / calls / 1e3:8.4f} ms  {e.count // calls:3d}x  {e.key[:150]}")
         print_last_call_timeline(prof, calls)
 
 
@@ -58,9 +64,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", default="fp32", choices=["fp32", "ieee", "bf16"])
     ap.add_argument("--problems", default="")
+    ap.add_argument("--torch", default="", help="with --problems: profile this PyTorch configuration, not ours")
     args = ap.parse_args()
     if args.problems:
-        profile_problems(args.problems, args.mode)
+        profile_problems(args.problems, args.mode, args.torch or None)
         return
     torch.backends.cudnn.allow_tf32 = args.mode != "ieee"
     dtype = torch.bfloat16 if args.mode == "bf16" else torch.float32

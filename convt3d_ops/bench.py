@@ -141,22 +141,30 @@ def problems_named(names: str) -> List[Problem]:
     return [p for p in known if p.name in wanted]
 
 
-def torch_worker(problems: List[Problem], mode: str, variant: str) -> Dict[str, Optional[float]]:
+def torch_forward(p: Problem, mode: str, variant: str, model):
+    """x -> problem p's forward in PyTorch configuration `variant` (sets the global flags it needs),
+    or None where the configuration does not apply."""
     torch.backends.cudnn.allow_tf32 = mode != "ieee"
     torch.backends.cuda.matmul.allow_tf32 = mode != "ieee"
     torch.backends.cudnn.benchmark = variant != "eager"
+    if variant == "conv3d_rewrite_compile" and p.stride != 1:
+        return None  # the rewrite is only a stride-1 identity
+    torch._dynamo.reset()
+    if variant == "compile_benchmark":
+        return torch.compile(model)
+    if variant == "conv3d_rewrite_compile":
+        return torch.compile(_conv3d_rewrite(model, p))
+    return model
+
+
+def torch_worker(problems: List[Problem], mode: str, variant: str) -> Dict[str, Optional[float]]:
     results: Dict[str, Optional[float]] = {}
     for p in problems:
-        if variant == "conv3d_rewrite_compile" and p.stride != 1:
-            results[p.name] = None  # the rewrite is only a stride-1 identity
-            continue
-        torch._dynamo.reset()
         model = make_model(p, mode)
-        fn = model if variant.startswith("eager") else None
-        if variant == "compile_benchmark":
-            fn = torch.compile(model)
-        elif variant == "conv3d_rewrite_compile":
-            fn = torch.compile(_conv3d_rewrite(model, p))
+        fn = torch_forward(p, mode, variant, model)
+        if fn is None:
+            results[p.name] = None
+            continue
         inputs = make_inputs(p, mode)
         with torch.no_grad():
             results[p.name] = time_cuda(fn, inputs)
