@@ -677,26 +677,42 @@ __global__ void __launch_bounds__(kThreads, 1)
         int r[3], off[3];  // the phase's window offsets (gemm_forms.h)
         phase_residues(tc.phase, p.conv_stride, r);
         for (int d = 0; d < 3; ++d) off[d] = phase_window_offset(r[d], p.conv_stride[d], p.conv_pad[d]);
+        // K-block kb is (filter offset (fd, fh, fw), channel block cb, pass), pass fastest; they
+        // advance as counters, and the packed K-blocks it loads with them: x_base = cb * parts of the
+        // activations, w_base = (tap * c_blocks + cb) * parts of the weights. (Dividing kb on every
+        // K-block kept this one thread busy for most of a K-block's MMA time, so the loads went out
+        // late and the tensor pipe idled a quarter of the time: NOTES v26.)
+        int fd = 0, fh = 0, fw = 0, cb = 0, pass = 0, x_base = 0, w_base = 0;
+        const int w_row = tc.phase * p.rows_per_phase + tc.ct * kTileCo;
         for (int kb = 0; kb < p.kblocks; ++kb) {
-          const int per_tap = p.c_blocks * p.passes;
-          const int f = kb / per_tap, rest = kb - f * per_tap, cb = rest / p.passes, pass = rest - cb * p.passes;
-          const int fw = f % p.k[2], fdh = f / p.k[2], fh = fdh % p.k[1], fd = fdh / p.k[1];
           hopper::mbar_wait(&empty_bar[stage], parity ^ 1);
           uint8_t* tiles = ring + stage * R::kStageBytes;
           hopper::mbar_arrive_expect_tx(&full_bar[stage], R::kParts * (p.w_box_rows * kRow + R::kBTileBytes));
           // the stage's parts q (or, one pass per stage: pass 1 small activations, pass 2 small weights)
 #pragma unroll
           for (int q = 0; q < R::kParts; ++q) {
-            const int x_block = cb * p.parts + q + (pass == 1);
-            const int w_block = (f * p.c_blocks + cb) * p.parts + q + (pass == 2);
-            hopper::tma_load_2d(tiles + R::a_tile(q), &wmap, &full_bar[stage], w_block * kCh,
-                                tc.phase * p.rows_per_phase + tc.ct * kTileCo);
+            const int x_block = x_base + q + (pass == 1);
+            const int w_block = w_base + q + (pass == 2);
+            hopper::tma_load_2d(tiles + R::a_tile(q), &wmap, &full_bar[stage], w_block * kCh, w_row);
             hopper::tma_load_im2col_5d(tiles + R::b_tile(q), &xmap, &full_bar[stage], x_block * kCh,
                                        start.w + p.lower[2], start.h + p.lower[1], start.d + p.lower[0], tc.n,
                                        static_cast<uint16_t>(fw + off[2]), static_cast<uint16_t>(fh + off[1]),
                                        static_cast<uint16_t>(fd + off[0]));
           }
           next_stage<R>(stage, parity);
+          if (++pass == p.passes) {
+            pass = 0;
+            w_base += p.parts;
+            x_base += p.parts;
+            if (++cb == p.c_blocks) {
+              cb = 0;
+              x_base = 0;
+              if (++fw == p.k[2]) {
+                fw = 0;
+                if (++fh == p.k[1]) fh = 0, ++fd;
+              }
+            }
+          }
         }
       }
     }
