@@ -2,8 +2,13 @@
 conv3d_rewrite_compile configuration runs), called in a loop, so ncu or a clock sampler can look at
 cuDNN's kernel next to ours:
 
-    cd /tmp && ncu -k regex:sm90_xmma --launch-skip 20 -c 1 ... python3 /path/to/conv_relu_loop.py --who cudnn
+    cd /tmp && ncu -k "regex:sm90_xmma_fprop.*tilesize256x128x32" -c 1 ... python3 /path/to/conv_relu_loop.py \
+        --who cudnn --problems ch256 --calls 3
     cd /tmp && python3 /path/to/conv_relu_loop.py --who ours --problems ch256 --calls 3000
+
+Name cuDNN's kernel by the tile in its name (profile_headline.py --torch conv3d_rewrite_compile shows it):
+cudnn.benchmark's trials launch other sm90_xmma kernels first, and under ncu, whose serialized launches
+change their timings, it may even settle on another one.
 """
 import argparse
 
