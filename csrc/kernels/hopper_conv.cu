@@ -75,6 +75,7 @@ constexpr int kStoreStagingBytes = 64 * 1024;
 // where that row does not divide the tile (240 columns: 64 16-bit positions do not), 96-byte rows
 // without swizzle (48 positions, 5 boxes). The output map is encoded with the same box (host).
 constexpr int store_box_cols(int cols, int elem) { return cols % (128 / elem) == 0 ? 128 / elem : 48; }
+constexpr bool store_box_swizzled(int cols, int elem) { return store_box_cols(cols, elem) * elem == 128; }
 constexpr bool staged_stores(GemmForm form, int elem) { return form == GemmForm::kPhases && elem == 2; }
 constexpr int ring_bytes(GemmForm form, int elem) {
   return form == GemmForm::kWRows ? kRingBytes / 2 : staged_stores(form, elem) ? kRingBytes * 3 / 4 : kRingBytes;
@@ -447,7 +448,7 @@ __device__ __forceinline__ void store_tile_through_staging(const float* acc, con
   constexpr int kCols = 2 * kAcc;
   constexpr int kBoxCols = store_box_cols(kCols, sizeof(T));  // positions per box row
   constexpr int kRowBytes = kBoxCols * int(sizeof(T));
-  constexpr bool kSwizzled = kRowBytes == 128;
+  constexpr bool kSwizzled = store_box_swizzled(kCols, sizeof(T));
   constexpr int kBoxBytes = kTileCo * kRowBytes;
   static_assert(kCols % kBoxCols == 0 && kCols / kBoxCols * kBoxBytes <= kStoreStagingBytes, "whole boxes that fit");
   const bool issuer = threadIdx.x == 128;
@@ -1045,7 +1046,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     const cuuint32_t estr[3] = {1, 1, 1};
     const CUresult r = drv.encode_tiled(&omap, tma_dtype(mode), 3, out.mutable_data_ptr(), dims, strides, box, estr,
                                         CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                        box_cols * eb == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                                        store_box_swizzled(shape.tile_cols, eb) ? CU_TENSOR_MAP_SWIZZLE_128B
+                                                                                : CU_TENSOR_MAP_SWIZZLE_NONE,
                                         CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     STD_TORCH_CHECK(r == CUDA_SUCCESS, "convt3d: encoding the output tensor map failed (", int(r), ")");
   }
