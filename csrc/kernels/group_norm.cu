@@ -5,6 +5,7 @@
 #include <torch/csrc/stable/library.h>
 
 #include "common/conv_args.h"
+#include "common/group_norm_moments.cuh"
 #include "common/math_mode.cuh"
 #include "common/reduce.cuh"
 
@@ -71,11 +72,8 @@ __global__ void __launch_bounds__(kThreads) gn_stats_partial_kernel(const T* __r
   }
 }
 
-// A warp per (sample, group): merges the group's chunk partials, writes mean / rstd and the per-channel
-// scale / shift of the affine-folded normalization. One pass in double about a shift K (the first
-// chunk's mean): n = sum n_i, S1 = sum n_i (mean_i - K), S2 = sum m2_i + n_i (mean_i - K)^2, then
-// mean = K + S1 / n and M2 = S2 - S1^2 / n. Sums, not Chan's chain of merges (a division each, which
-// is latency-bound at hundreds of chunks: NOTES v16); a fixed order, so deterministic.
+// A warp per (sample, group): merges the group's chunk partials (group_moments), writes mean / rstd and
+// the per-channel scale / shift of the affine-folded normalization.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) gn_finalize_kernel(const Welford* __restrict__ partial, int chunks, int G,
                                                              int cpg, double eps, const T* __restrict__ gamma,
@@ -85,33 +83,16 @@ __global__ void __launch_bounds__(kThreads) gn_finalize_kernel(const Welford* __
   constexpr int kWarps = kThreads / 32;
   const int lane = threadIdx.x & 31;
   for (int64_t grp = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32; grp < groups; grp += int64_t(gridDim.x) * kWarps) {
-    const Welford* part = partial + grp * chunks;
-    const double K = part[0].mean;
-    double n = 0.0, s1 = 0.0, s2 = 0.0;
-#pragma unroll 4
-    for (int i = lane; i < chunks; i += 32) {
-      const Welford w = part[i];
-      const double d = double(w.mean) - K;
-      n += w.count;
-      s1 += w.count * d;
-      s2 += w.m2 + w.count * d * d;
-    }
-    n = warp_sum(n);
-    s1 = warp_sum(s1);
-    s2 = warp_sum(s2);
-    const double mean = n > 0.0 ? K + s1 / n : 0.0;
-    const double var = n > 0.0 ? fmax(s2 - s1 * s1 / n, 0.0) / n : 0.0;
-    const float mean_f = static_cast<float>(mean);
-    const float rstd_f = static_cast<float>(1.0 / sqrt(var + eps));
+    const GroupMoments m = group_moments(partial + grp * chunks, chunks, eps, lane);
     if (lane == 0) {
-      mean_out[grp] = mean_f;
-      rstd_out[grp] = rstd_f;
+      mean_out[grp] = m.mean;
+      rstd_out[grp] = m.rstd;
     }
     const int g = static_cast<int>(grp % G);
     for (int c = lane; c < cpg; c += 32) {  // rows (n, g * cpg + c) of the (N, C) scale and shift
-      const float a = rstd_f * (gamma ? to_float(gamma[g * cpg + c]) : 1.f);
-      scale[grp * cpg + c] = a;
-      shift[grp * cpg + c] = (beta ? to_float(beta[g * cpg + c]) : 0.f) - mean_f * a;
+      const ChannelAffine f = channel_affine(m, gamma, beta, g * cpg + c);
+      scale[grp * cpg + c] = f.scale;
+      shift[grp * cpg + c] = f.shift;
     }
   }
 }
@@ -136,7 +117,7 @@ __global__ void __launch_bounds__(kThreads) gn_apply_kernel(const T* x, T* y, co
       for (int u = 0; u < kUnroll; ++u)
         if (i0 + u * stride < S) {
 #pragma unroll
-          for (int e = 0; e < VEC; ++e) p[u].v[e] = from_float<T>(to_float(p[u].v[e]) * a + b);
+          for (int e = 0; e < VEC; ++e) p[u].v[e] = normalize_value(p[u].v[e], a, b);
           *reinterpret_cast<Pack<T, VEC>*>(yr + i0 + u * stride) = p[u];
         }
     }
