@@ -1,5 +1,6 @@
 """Runs every CUDA kernel of the package once on small problems, for compute-sanitizer
-(scripts/sanitize.sh): Hopper (phase form: stride 1, one and two tiles per CTA, and k4 s2 p1 with two channel tiles; W
+(scripts/sanitize.sh): Hopper (phase form: stride 1, one and two tiles per CTA, with the GroupNorm inside the kernel
+(fp32, 8 samples), and k4 s2 p1 with two channel tiles; W
 sub-pixel form: k2 s2, k4 s2 p1; W-rows form, one and two tiles per CTA) and portable forward paths in every
 precision mode, the GroupNorm ops, and every backward kernel. Exits non-zero if a result is
 off. The float64 references run on the CPU, so the only CUDA allocations are the package's
@@ -42,7 +43,10 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
         ("k4s2p1_cout144", dict(stride=2, padding=1), 8, 144, 4, (3, 4, 3), "contiguous"),  # phase form
         ("groups_dil_pad", dict(groups=2, dilation=2, padding=1, stride=(1, 2, 1), output_padding=(0, 1, 0)), 8, 12,
          3, (4, 3, 5), "channels_last"),
+        # 8 samples (below) of 26^3 outputs, 552 tiles: fp32 applies the GroupNorm inside the conv kernel
+        ("stride1_norm_inside", dict(), 8, 80, 3, (24, 24, 24), "contiguous"),
     ]
+    batch = {"stride1_norm_inside": 8}  # the others: 2 samples
     modes = [("fp32", torch.float32, True, 5e-3), ("ieee", torch.float32, False, 1e-5),
              ("bf16", torch.bfloat16, True, 3e-2), ("fp16", torch.float16, True, 5e-3)]
     for mode, dtype, tf32, tol in modes:
@@ -52,7 +56,7 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
         for name, kw, cin, cout, k, size, layout in problems:
             if only_problems and name not in only_problems:
                 continue
-            x = torch.randn(2, cin, *size, device="cuda").to(dtype)
+            x = torch.randn(batch.get(name, 2), cin, *size, device="cuda").to(dtype)
             if layout == "channels_last":
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             g = kw.get("groups", 1)

@@ -206,3 +206,44 @@ def test_tile_width_follows_the_rounds(case_name, dtype, tf32, cols):
         torch.cuda.synchronize()
     names = [e.name for e in prof.events() if "hopper_conv_kernel" in e.name]
     assert len(names) == 1 and re.search(rf"hopper_conv_kernel<.*, {cols}>", names[0]), names
+
+
+# stride 1, phase form, 8 samples of 26^3 outputs: 69 tiles of 256 per sample, 552 in all (4 rounds on up
+# to 138 SMs): the conv kernel applies the GroupNorm itself in fp32 (hopper_conv.cu, `apply`)
+NORM_INSIDE_CASE = Case("stride1_norm_inside", n=8, c_in=8, c_out=80, size=(24, 24, 24), bias=True, num_groups=5)
+
+
+@pytest.mark.skipif(not HOPPER or torch.cuda.get_device_properties(0).multi_processor_count > 138,
+                    reason="the Hopper path on an sm_90 GPU of at most 138 SMs (4 rounds of tiles)")
+@pytest.mark.parametrize("case_name", ["stride1_norm_inside", "stride1_tma_store", "wide_tiles_k4s2p1"])
+@pytest.mark.parametrize("save_h", [False, True], ids=["in-place", "keep-h"])
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
+    """Stride 1, fp32, 8 samples or more and 4 tiles per CTA or more: the conv kernel normalizes its own
+    tiles once their sample's statistics are complete (no finalize or apply kernel runs), in place, or into
+    a second tensor next to the kept ReLU output h (training). Elsewhere (one round of tiles, 16-bit
+    outputs, strided forms) passes after the kernel normalize. Every output against float64."""
+    inside = case_name == "stride1_norm_inside" and dtype == torch.float32
+    case = NORM_INSIDE_CASE if case_name == NORM_INSIDE_CASE.name else next(
+        c for c in MANY_TILE_CASES if c.name == case_name)
+    x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name + str(save_h), dtype, tf32))
+    kw = case.conv_kwargs()
+    poison_cuda_cache()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y, h, mean, rstd = torch.ops.convt3d.fused_forward(
+            x, w, b, gw, gb, kw["stride"], kw["padding"], kw["output_padding"], kw["dilation"], kw["groups"],
+            case.num_groups, case.eps, tf32, save_h)
+        torch.cuda.synchronize()
+    passes = [e.name for e in prof.events() if "gn_apply_kernel" in e.name or "gn_finalize_kernel" in e.name]
+    assert (not passes) == inside, passes
+    ref, pre = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
+                               num_groups=case.num_groups, eps=case.eps, return_pre=True, **kw)
+    cls = precision_class(dtype, "cuda", tf32)
+    assert_close_class(y, ref, cls)
+    ref_mean, ref_rstd = reference_group_stats(pre, case.num_groups, case.eps)
+    assert_close_class(mean, ref_mean, cls, what="mean")
+    assert_close_class(rstd, ref_rstd, cls, what="rstd")
+    if save_h:
+        assert_close_class(h, torch.relu(pre), cls, what="h")
+    else:
+        assert h.numel() == 0

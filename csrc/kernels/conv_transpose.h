@@ -18,10 +18,12 @@ const char* forward_path_name(ForwardPath path);
 // out: (N, Cout, Do, Ho, Wo), any strides; receives relu(conv_transpose(x) + bias). The
 // temporaries are slices of ws, allocated here with the slices the caller reserved before.
 // With stats_groups > 0, a path that reduces the GroupNorm statistics in its epilogue returns
-// them (the others return nothing, and the caller reduces out).
+// them (the others return nothing, and the caller reduces out); with norm too, it may apply the
+// GroupNorm as well (ForwardStats::normalized).
 std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
                                                         const Tensor& weight, const std::optional<Tensor>& bias,
                                                         Tensor& out, MathMode mode, cudaStream_t stream,
-                                                        Workspace& ws, int64_t stats_groups = 0);
+                                                        Workspace& ws, int64_t stats_groups = 0,
+                                                        const GroupNormRequest* norm = nullptr);
 
 }  // namespace convt3d

@@ -60,13 +60,15 @@ void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const T
 std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
                                                         const Tensor& weight, const std::optional<Tensor>& bias,
                                                         Tensor& out, MathMode mode, cudaStream_t stream,
-                                                        Workspace& ws, int64_t stats_groups) {
+                                                        Workspace& ws, int64_t stats_groups,
+                                                        const GroupNormRequest* norm) {
   if (geo.N == 0) {
     ws.allocate(x);
     return std::nullopt;
   }
   if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
-    return hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws, std::max<int64_t>(stats_groups, 0));
+    return hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws, std::max<int64_t>(stats_groups, 0),
+                                      norm);
   portable_forward(geo, x, weight, bias, out, mode, stream, ws);
   return std::nullopt;
 }

@@ -3,9 +3,10 @@
 //
 // h = relu(conv_transpose(x)) is written once (contiguous NCDHW), its GroupNorm
 // statistics are reduced (in the conv epilogue on the Hopper path, by a separate
-// pass otherwise), and the normalize+affine pass writes y. Without
-// save_for_backward the normalization runs in place in h's buffer, so no second
-// output-sized tensor is allocated.
+// pass otherwise), and the normalize+affine pass writes y: inside the conv kernel,
+// a sample behind its tiles, where the Hopper path can (stride 1), else as passes
+// after it. Without save_for_backward the normalization runs in place in h's
+// buffer, so no second output-sized tensor is allocated.
 #include <torch/csrc/stable/library.h>
 
 #include "conv_transpose.h"
@@ -29,29 +30,30 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   cudaStream_t stream = current_stream(x);
 
   Tensor h = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
+  Tensor y = save_for_backward ? new_tensor(h, h.sizes(), h.scalar_type()) : h;
+  Tensor mean = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
+  Tensor rstd = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
+  auto result = [&] {
+    return save_for_backward ? std::make_tuple(y, h, mean, rstd)
+                             : std::make_tuple(h, empty_on(x, x.scalar_type()), mean, rstd);
+  };
   Workspace ws;  // scale and shift; the conv adds its packed operands and statistics partials
   const int scale_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
   const int shift_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
+  const GroupNormRequest norm{&y, &gn_weight, &gn_bias, eps, &mean, &rstd};
   const auto stats = conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32),
-                                                 stream, ws, num_groups);
+                                                 stream, ws, num_groups, &norm);
+  if (stats.has_value() && stats->normalized) return result();  // the conv kernel applied the GroupNorm too
   float* scale = ws.slice<float>(scale_slice);
   float* shift = ws.slice<float>(shift_slice);
-
-  Tensor mean = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
-  Tensor rstd = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
   if (stats.has_value()) {  // the conv epilogue already reduced h: only the merge is left
     group_norm_finalize(stats->partial, stats->chunks, geo.N, geo.Cout, num_groups, eps, gn_weight, gn_bias,
                         x.scalar_type(), mean, rstd, scale, shift, stream);
   } else {
     group_norm_statistics(h, num_groups, eps, gn_weight, gn_bias, mean, rstd, scale, shift, stream);
   }
-  if (save_for_backward) {
-    Tensor y = new_tensor(h, h.sizes(), h.scalar_type());
-    group_norm_apply(h, scale, shift, y, stream);
-    return {y, h, mean, rstd};
-  }
-  group_norm_apply(h, scale, shift, h, stream);
-  return {h, empty_on(x, x.scalar_type()), mean, rstd};
+  group_norm_apply(h, scale, shift, y, stream);
+  return result();
 }
 
 }  // namespace

@@ -27,6 +27,19 @@ __host__ __device__ inline WelfordPartial welford_merge(const WelfordPartial& a,
 struct ForwardStats {
   const WelfordPartial* partial;  // [(n * G + g) * chunks + i], a slice of the call's workspace
   int64_t chunks;
+  bool normalized;  // the kernel also applied the GroupNorm of a GroupNormRequest: nothing is left to do
+};
+
+// Asks the forward kernel to apply the GroupNorm too where it can (the Hopper kernel at stride 1):
+// y receives the normalized output (the conv's output itself, in place, or another contiguous
+// tensor of its shape), mean and rstd (N, G) float32 the statistics.
+struct GroupNormRequest {
+  Tensor* y;
+  const std::optional<Tensor>* weight;
+  const std::optional<Tensor>* bias;
+  double eps;
+  Tensor* mean;
+  Tensor* rstd;
 };
 
 // mean, rstd: (N, G) float32. scale, shift: N * C floats each (device memory) with

@@ -4,7 +4,8 @@
 //   warpgroup 0: one thread issues the TMA loads of each K-block (weights: 128 rows x 128 B, or
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
 //                rows x 128 B, or 240 / 192 / 128 rows in a narrower tile) into a ring of stages
-//                (full/empty mbarriers; Ring);
+//                (full/empty mbarriers; Ring); its warps 1-3 normalize the CTA's finished tiles
+//                where the kernel applies the GroupNorm itself (fp32 at stride 1: normalize_own_tiles);
 //   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n240, m64n192, m64n128) over their 64 tile
 //                rows, then the epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics;
 //                16-bit outputs of stride 1 through a staging buffer and TMA stores); warpgroup 2
@@ -28,6 +29,7 @@
 #include <mutex>
 
 #include "common/gemm_forms.h"
+#include "common/group_norm_moments.cuh"
 #include "common/hopper.cuh"
 #include "group_norm.h"
 #include "pack.h"
@@ -90,10 +92,18 @@ using RingOf = Ring<kRow, kCols, ring_bytes(kForm, kElem), parts_per_stage(kForm
 // float2 stores of 8 rows take two shared-memory wavefronts instead of eight).
 constexpr int kStagePitch = kTilePos + 8;
 constexpr int kStagingBytes = kWRowsMaxRows * kStagePitch * 4;
-// dynamic shared memory: the ring (+ the staging), + slack to align it to 1024 bytes
+// The kernels that can apply the GroupNorm themselves (normalize_own_tiles; the host decides where).
+constexpr bool applies_group_norm(GemmForm form, int elem) { return form == GemmForm::kPhases && elem == 4; }
+// There: the slots of the GroupNorm normalizers' copies, 16-byte pieces.
+constexpr int kNormPieces = 8;  // per normalizer thread at once
+constexpr int kNormSlotBytes = 96 * kNormPieces * 16;
+constexpr int kMomentRun = 320;  // chunk partials per copy into a warp's third of the slots (a multiple of 32)
+static_assert(kMomentRun * 12 + 16 <= kNormSlotBytes / 3, "a run (and its alignment) fits a warp's third");
+// dynamic shared memory: the ring (+ the staging) (+ the normalizers' slots), + slack to align it to 1024 bytes
 constexpr int smem_bytes(GemmForm form, int elem) {
   return ring_bytes(form, elem) +
-         (form == GemmForm::kWRows ? kStagingBytes : staged_stores(form, elem) ? kStoreStagingBytes : 0) + 1024;
+         (form == GemmForm::kWRows ? kStagingBytes : staged_stores(form, elem) ? kStoreStagingBytes : 0) +
+         (applies_group_norm(form, elem) ? kNormSlotBytes : 0) + 1024;
 }
 
 struct HopperParams {
@@ -117,6 +127,18 @@ struct HopperParams {
   int G, cpg;               // GroupNorm groups and channels per group (when stats != nullptr)
   int out_P, out_H, out_W;  // the real output's sizes
   int tma_store;            // staged_stores and stride 1: the epilogue stores through the staging (omap)
+  // GroupNorm inside the kernel (host: `apply`): warps 1-3 normalize each of this CTA's tiles once
+  // its sample's statistics are complete (normalize_own_tiles)
+  int apply;
+  void* norm_out;              // the normalized output: out itself (in place) or another (N, Cout, P) tensor
+  const void* gamma;           // (Cout) of the output's dtype, or nullptr
+  const void* beta;
+  float* mean_out;             // (N, G)
+  float* rstd_out;
+  uint32_t* sample_done;       // (N): tiles whose statistics are published, per sample; zero at launch
+  uint32_t* affine_ready;      // (N, co_tiles): the affine of a channel tile is in `affine`; zero at launch
+  ChannelAffine* affine;       // (N, Cout): per channel, y = h * scale + shift
+  double eps;
 };
 
 #if CONVT3D_HOPPER
@@ -186,6 +208,10 @@ __device__ __forceinline__ TileCoords decode_tile(int tile, const HopperParams& 
   const int ct = tile % p.co_tiles, rest = tile / p.co_tiles;
   const int phase = rest % p.phases, rest2 = rest / p.phases;
   return {rest2 / p.tiles_per_sample, rest2 % p.tiles_per_sample, phase, ct};
+}
+// This CTA's tiles before tile (the persistent grid's order); with p.num_tiles: all of them.
+__device__ __forceinline__ uint32_t own_tiles_before(int tile) {
+  return (tile - blockIdx.x + gridDim.x - 1) / gridDim.x;
 }
 // The tile's chunk of its (sample, group) statistics, in a fixed order.
 __device__ __forceinline__ int chunk_index(const TileCoords& tc, const HopperParams& p) {
@@ -608,6 +634,175 @@ __device__ __forceinline__ void finish_wrows_tile(const HopperParams& p, const T
   }
   merge_tile_statistics<false>(p, tc, row_stats, lane);  // rows = channels here (one channel tile)
 }
+
+// ---- GroupNorm inside the kernel, a sample behind ----
+
+// Warps 1-3 of the producer warpgroup (idle otherwise).
+__device__ __forceinline__ void normalizer_barrier() { asm volatile("barrier.sync 2, 96;\n" ::: "memory"); }
+
+// Stride 1, phase form (p.apply): warps 1-3 normalize this CTA's own tiles, each once its sample's
+// statistics are complete, while the consumers compute later tiles, so the normalize pass's memory
+// traffic overlaps the MMAs instead of following the kernel. The consumers publish the count of
+// finished tiles (data written, partials in p.stats) in tiles_finished; thread 32 adds each to its
+// sample's counter (release, GPU scope) as soon as it sees it, also between the pieces it normalizes
+// (a CTA that published only while waiting held the other CTAs' next sample back by its own
+// normalizing: NOTES v27). The CTA owning a (sample, channel tile)'s first position tile waits for
+// the sample's counter, merges the statistics, writes mean and rstd of the groups starting in the
+// channel tile and publishes the affine (p.affine, p.affine_ready); the others wait for that. Those
+// waits end only if every CTA is resident: the launch is cooperative. The moments and the affine
+// come from the functions the finalize and apply kernels use: the values equal those of the
+// separate passes bit for bit.
+template <typename T, int kCols>  // T: float (applies_group_norm)
+__device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, const uint32_t* tiles_finished,
+                                                    GroupMoments* moments, ChannelAffine* affine, int* decision,
+                                                    uint8_t* slots) {
+  const int nt = threadIdx.x - 32, warp = nt / 32, lane = nt & 31;
+  const int chunks = p.tiles_per_sample * p.co_tiles;  // the tiles of a sample (one phase)
+  uint32_t published = 0;                              // (thread 32)
+  auto publish = [&] {
+    for (const uint32_t finished = hopper::ld_acquire_cta(tiles_finished); published < finished; ++published)
+      hopper::red_release_gpu_add(&p.sample_done[decode_tile(blockIdx.x + published * gridDim.x, p).n], 1);
+  };
+  // The (sample, channel tile) keys of this CTA's own tiles at t = 0 are this CTA's to merge, each as
+  // soon as its sample is complete: between tiles and while waiting, never behind this CTA's own
+  // normalizing (merging a key only on reaching its tile chained every sample's affine to its
+  // owner's backlog, and the backlog grew sample after sample: NOTES v27).
+  auto next_owned = [&](int tile) {
+    while (tile < p.num_tiles && decode_tile(tile, p).t != 0) tile += gridDim.x;
+    return tile;
+  };
+  int owned = next_owned(blockIdx.x);
+  auto merge_owned = [&](const TileCoords& oc) {
+    const int c0 = oc.ct * kTileCo, rows = min(kTileCo, p.Cout - c0);
+    const int g0 = c0 / p.cpg, g1 = (c0 + rows - 1) / p.cpg;
+    // a warp per group: its chunk partials copied into the warp's third of the slots in runs of
+    // kMomentRun (all of a run's copies in flight at once; 16-byte pieces from the one below the
+    // run's first byte, through L2 only), then merged from there by the finalize kernel's code
+    uint8_t* run = slots + warp * (kNormSlotBytes / 3);
+    for (int g = g0 + warp; g <= g1; g += 3) {
+      const int64_t ng = int64_t(oc.n) * p.G + g;
+      MomentSums sums;
+      double K = 0.0;
+      for (int first = 0; first < chunks; first += kMomentRun) {
+        const int count = min(kMomentRun, chunks - first);
+        const uint8_t* from = reinterpret_cast<const uint8_t*>(p.stats + ng * chunks + first);
+        const uint8_t* aligned = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(from) & ~uintptr_t(15));
+        const int skip = static_cast<int>(from - aligned), pieces = (skip + count * 12 + 15) / 16;
+        for (int i = lane; i < pieces; i += 32) cp_async_16(smem_u32(run) + 16 * i, aligned + 16 * i, true);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncwarp();
+        const WelfordPartial* staged = reinterpret_cast<const WelfordPartial*>(run + skip);
+        if (first == 0) K = staged[0].mean;
+        add_moments(sums, staged, count, K, lane);
+        __syncwarp();  // read before the next run lands
+      }
+      const GroupMoments m = finish_moments(sums, K, p.eps);
+      if (lane == 0) {
+        moments[g - g0] = m;
+        if (g * p.cpg >= c0) {  // the group starts in this channel tile: its mean and rstd
+          p.mean_out[ng] = m.mean;
+          p.rstd_out[ng] = m.rstd;
+        }
+      }
+    }
+    normalizer_barrier();
+    for (int r = nt; r < rows; r += 96)
+      p.affine[int64_t(oc.n) * p.Cout + c0 + r] = channel_affine(
+          moments[(c0 + r) / p.cpg - g0], static_cast<const T*>(p.gamma), static_cast<const T*>(p.beta), c0 + r);
+    normalizer_barrier();
+    // (a release: the other threads' writes too, ordered by the barrier)
+    if (nt == 0) hopper::red_release_gpu_add(&p.affine_ready[oc.n * p.co_tiles + oc.ct], 1);
+  };
+  int cached = -1;  // (sample, channel tile) whose affine is in shared memory
+  for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+    const TileCoords tc = decode_tile(tile, p);
+    const int key = tc.n * p.co_tiles + tc.ct;
+    // until the tile's affine is published: thread 32 publishes finished tiles and decides, all
+    // three warps merge an owned key whose sample is complete
+    for (uint32_t polls = 0;; ++polls) {
+      if (nt == 0) {
+        publish();
+        int d = 0;
+        if (owned < p.num_tiles &&
+            hopper::ld_acquire_gpu(&p.sample_done[decode_tile(owned, p).n]) == uint32_t(chunks))
+          d = 1;
+        else if (hopper::ld_acquire_gpu(&p.affine_ready[key]) != 0)
+          d = 2;
+        *decision = d;
+      }
+      normalizer_barrier();
+      const int d = *decision;
+      normalizer_barrier();  // read before thread 32 rewrites it
+      if (d == 2) break;
+      if (d == 1) {
+        merge_owned(decode_tile(owned, p));
+        owned = next_owned(owned + gridDim.x);
+        continue;
+      }
+      if (polls == (1u << 26)) __trap();  // seconds: a broken handshake becomes an error, not a hang
+      if (nt == 0) __nanosleep(500);      // all CTAs poll a few counters: keep their L2 slice free for the loads
+    }
+    const int c0 = tc.ct * kTileCo, rows = min(kTileCo, p.Cout - c0);
+    if (key != cached) {
+      for (int r = nt; r < rows; r += 96) {
+        const float2 f = __ldcg(reinterpret_cast<const float2*>(p.affine + int64_t(tc.n) * p.Cout + c0 + r));
+        affine[r] = {f.x, f.y};
+      }
+      normalizer_barrier();
+      cached = key;
+    }
+    // rows c0 .. c0 + rows, positions t * kCols .. + valid, in 16-byte pieces (P * sizeof(T) is a
+    // multiple of 16: host). A warp per row (rows warp, warp + 3, ...), its lanes along it, the affine
+    // one broadcast per row. Each thread copies its pieces with cp.async into its own slots (no
+    // registers held while they fly), through L2 only, in batches of kBatch pieces, one batch landing
+    // while the one before is normalized into the output.
+    constexpr int kVec = 16 / sizeof(T), kRowPieces = kCols / kVec, kPerLane = (kRowPieces + 31) / 32;
+    constexpr int kBatch = kNormPieces / 2, kBatchRows = kBatch / kPerLane;
+    const int valid = min(kCols, p.P - tc.t * kCols);
+    const int warp_rows = (rows - warp + 2) / 3, batches = (warp_rows + kBatchRows - 1) / kBatchRows;
+    const int64_t at = (int64_t(tc.n) * p.Cout + c0) * p.P + int64_t(tc.t) * kCols;
+    const T* src = static_cast<const T*>(p.out) + at;
+    T* dst = static_cast<T*>(p.norm_out) + at;
+    auto slot = [&](int b, int piece) { return slots + (((b & 1) * kBatch + piece) * 96 + nt) * 16; };
+    auto copy_batch = [&](int b) {
+#pragma unroll
+      for (int j = 0; j < kBatchRows; ++j) {
+        const int rr = b * kBatchRows + j;
+        const T* row = src + int64_t(warp + 3 * rr) * p.P;
+#pragma unroll
+        for (int q = 0; q < kPerLane; ++q) {
+          const int col = (lane + 32 * q) * kVec;
+          if (rr < warp_rows && col < valid) cp_async_16(smem_u32(slot(b, j * kPerLane + q)), row + col, true);
+        }
+      }
+      cp_async_commit();
+    };
+    copy_batch(0);
+    for (int b = 0; b < batches; ++b) {
+      copy_batch(b + 1);  // (past the last batch: an empty group)
+      cp_async_wait<1>();
+#pragma unroll
+      for (int j = 0; j < kBatchRows; ++j) {
+        const int rr = b * kBatchRows + j, r = warp + 3 * rr;
+        if (rr >= warp_rows) break;
+        const ChannelAffine f = affine[r];
+        T* row = dst + int64_t(r) * p.P;
+#pragma unroll
+        for (int q = 0; q < kPerLane; ++q) {
+          const int col = (lane + 32 * q) * kVec;
+          if (col < valid) {
+            const float4 v = *reinterpret_cast<const float4*>(slot(b, j * kPerLane + q));
+            *reinterpret_cast<float4*>(row + col) =
+                make_float4(normalize_value(v.x, f.scale, f.shift), normalize_value(v.y, f.scale, f.shift),
+                            normalize_value(v.z, f.scale, f.shift), normalize_value(v.w, f.scale, f.shift));
+          }
+        }
+      }
+      if (nt == 0) publish();
+    }
+  }
+}
 #endif  // CONVT3D_HOPPER
 
 template <class Cfg, GemmForm kForm, int kRow, int kCols>
@@ -636,6 +831,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* staging = reinterpret_cast<float*>(staging_bytes);
   __shared__ int warp_valid[8];
   __shared__ float wrows_bias[kWRows ? kWRowsMaxRows : 1];  // the bias, zero past Cout
+  // GroupNorm inside the kernel (p.apply; phase form, fp32 outputs): the consumers' count of finished
+  // tiles, and the normalizers' moments, affine and decision (normalize_own_tiles)
+  constexpr bool kApplyForm = applies_group_norm(kForm, sizeof(T));
+  __shared__ uint32_t tiles_finished;
+  __shared__ GroupMoments norm_moments[kApplyForm ? kTileCo : 1];
+  __shared__ ChannelAffine norm_affine[kApplyForm ? kTileCo : 1];
+  __shared__ int norm_decision;
 
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
@@ -644,6 +846,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::mbar_init(&empty_bar[s], 2);  // one arrive per consumer warpgroup
     }
     hopper::mbar_fence_init();
+    tiles_finished = 0;
   }
   if constexpr (kWRows) {
     for (int co = threadIdx.x; co < kWRowsMaxRows; co += kThreads)
@@ -716,6 +919,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
+    } else if (threadIdx.x >= 32 && p.apply) {
+      if constexpr (kApplyForm)
+        normalize_own_tiles<T, kCols>(p, &tiles_finished, norm_moments, norm_affine, &norm_decision, staging_bytes);
     }
   } else {
     // ---------------- consumers ----------------
@@ -805,6 +1011,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                      real ? fmaxf(sumsq[h] - sum[h] * mean, 0.f) : 0.f};
         }
         merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
+        if constexpr (kApplyForm) {  // the tile is finished: its outputs and partials are written
+          if (p.apply && threadIdx.x == 128) hopper::st_release_cta(&tiles_finished, own_tiles_before(tile) + 1);
+        }
       }
     }
     if constexpr (kStaged) {
@@ -972,7 +1181,7 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
 std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
                                                        const Tensor& weight, const std::optional<Tensor>& bias,
                                                        Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
-                                                       int64_t num_groups) {
+                                                       int64_t num_groups, const GroupNormRequest* norm) {
   GemmShape shape = gemm_shape(g, mode);
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
@@ -989,6 +1198,21 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int wp_slice = ws.reserve(w_rows * T * Cs * eb);
   const int stats_slice =
       num_groups > 0 ? ws.reserve(g.N * num_groups * sample_tiles * int64_t(sizeof(WelfordPartial))) : -1;
+  // The GroupNorm inside the kernel (normalize_own_tiles): stride 1 in the phase form, output rows
+  // in 16-byte pieces, at most 32 groups per channel tile (the normalizer warps merge each group's
+  // statistics), and where it measured faster than the passes after the kernel (NOTES v27): fp32
+  // outputs (16-bit tiles take half the MMA time each, and the normalizers fell behind them), at
+  // least 8 samples (the last sample is normalized after the last MMA, by 96 threads per SM) and at
+  // least 4 tiles per CTA (until then no sample is complete, nothing overlaps).
+  auto aligned16 = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; };
+  const int64_t sms = device_info(x.get_device_index()).sm_count;
+  const bool apply = norm != nullptr && num_groups > 0 && applies_group_norm(shape.form, eb) && shape.phases == 1 &&
+                     g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
+                     std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups) && aligned16(out) &&
+                     aligned16(*norm->y);
+  const int64_t flags = g.N * (1 + co_tiles);  // sample_done, then affine_ready
+  const int done_slice = apply ? ws.reserve(flags * int64_t(sizeof(uint32_t))) : -1;
+  const int affine_slice = apply ? ws.reserve(g.N * g.Cout * int64_t(sizeof(ChannelAffine))) : -1;
   ws.allocate(x);
   void* xp = ws.slice<void>(xp_slice);
   void* wp = ws.slice<void>(wp_slice);
@@ -1087,6 +1311,19 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   p.out_P = static_cast<int>(g.out_positions());
   p.out_H = static_cast<int>(g.out[1]);
   p.out_W = static_cast<int>(g.out[2]);
+  if (apply) {
+    p.apply = 1;
+    p.norm_out = norm->y->mutable_data_ptr();
+    p.gamma = norm->weight->has_value() ? (*norm->weight)->const_data_ptr() : nullptr;
+    p.beta = norm->bias->has_value() ? (*norm->bias)->const_data_ptr() : nullptr;
+    p.mean_out = static_cast<float*>(norm->mean->mutable_data_ptr());
+    p.rstd_out = static_cast<float*>(norm->rstd->mutable_data_ptr());
+    p.sample_done = ws.slice<uint32_t>(done_slice);
+    p.affine_ready = p.sample_done + g.N;
+    p.affine = ws.slice<ChannelAffine>(affine_slice);
+    p.eps = norm->eps;
+    CONVT3D_CUDA_CHECK(cudaMemsetAsync(p.sample_done, 0, flags * sizeof(uint32_t), stream));
+  }
 
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
   dispatch_math(mode, [&](auto cfg) {
@@ -1113,11 +1350,32 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     }
     const int smem = smem_bytes(shape.form, eb);
     set_dynamic_smem(kernel, smem);
+    if (p.apply) {
+      // cooperative: all CTAs resident at once (normalize_own_tiles waits on the others), or an error,
+      // where the SMs are shared (MPS, green contexts): then the separate passes normalize
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(grid);
+      config.blockDim = dim3(kThreads);
+      config.dynamicSmemBytes = smem;
+      config.stream = stream;
+      cudaLaunchAttribute cooperative{};
+      cooperative.id = cudaLaunchAttributeCooperative;
+      cooperative.val.cooperative = 1;
+      config.attrs = &cooperative;
+      config.numAttrs = 1;
+      const cudaError_t err = cudaLaunchKernelEx(&config, kernel, wmap, xmap, omap, p);
+      if (err != cudaErrorCooperativeLaunchTooLarge) {
+        CONVT3D_CUDA_CHECK(err);
+        return;
+      }
+      (void)cudaGetLastError();
+      p.apply = 0;
+    }
     kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, omap, p);
     CONVT3D_CHECK_LAUNCH();
   });
   if (stats == nullptr) return std::nullopt;
-  return ForwardStats{stats, sample_tiles};
+  return ForwardStats{stats, sample_tiles, p.apply != 0};
 }
 
 }  // namespace convt3d

@@ -25,9 +25,11 @@ bool hopper_supports(const ConvTransposeGeometry& geo, MathMode mode, int device
 // allocated here together with the slices the caller reserved. With num_groups > 0 the epilogue
 // also writes GroupNorm partial statistics of relu(out) for num_groups groups into a slice of ws,
 // returned with their chunk count per (sample, group) for group_norm_finalize; nothing otherwise.
+// With norm too, the kernel applies the GroupNorm itself where that measured faster (fp32 at stride 1
+// with 8 samples or more and 4 tiles per CTA or more: ForwardStats::normalized).
 std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& geo, const Tensor& x,
                                                        const Tensor& weight, const std::optional<Tensor>& bias,
                                                        Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
-                                                       int64_t num_groups = 0);
+                                                       int64_t num_groups = 0, const GroupNormRequest* norm = nullptr);
 
 }  // namespace convt3d

@@ -93,6 +93,25 @@ __device__ __forceinline__ void bulk_wait_read_all() { asm volatile("cp.async.bu
 // ... and have completed (their global writes are done).
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
+// ---- flags between threads (release / acquire) -------------------------------------------
+__device__ __forceinline__ void st_release_cta(uint32_t* flag, uint32_t v) {
+  asm volatile("st.release.cta.shared::cta.u32 [%0], %1;\n" ::"r"(smem_u32(flag)), "r"(v) : "memory");
+}
+__device__ __forceinline__ uint32_t ld_acquire_cta(const uint32_t* flag) {
+  uint32_t v;
+  asm volatile("ld.acquire.cta.shared::cta.u32 %0, [%1];\n" : "=r"(v) : "r"(smem_u32(flag)) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint32_t ld_acquire_gpu(const uint32_t* counter) {
+  uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
+  return v;
+}
+// this thread's writes, and those it has seen, before the add (a counter others acquire)
+__device__ __forceinline__ void red_release_gpu_add(uint32_t* counter, uint32_t v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(counter), "r"(v) : "memory");
+}
+
 // ---- wgmma --------------------------------------------------------------------------
 // Descriptor of a K-major operand tile in 128-byte-swizzled rows (8-row groups of
 // 1024 bytes, tile base 1024-byte aligned): start >> 4, LBO unused (1), SBO = 1024.
