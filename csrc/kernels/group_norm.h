@@ -30,9 +30,9 @@ struct ForwardStats {
   bool normalized;  // the kernel also applied the GroupNorm of a GroupNormRequest: nothing is left to do
 };
 
-// Asks the forward kernel to apply the GroupNorm too where it can (the Hopper kernel at stride 1):
-// y receives the normalized output (the conv's output itself, in place, or another contiguous
-// tensor of its shape), mean and rstd (N, G) float32 the statistics.
+// Asks the forward kernel to apply the GroupNorm too where it does so (the Hopper kernel, fp32 at
+// stride 1: hopper_conv.h): y receives the normalized output (the conv's output itself, in place,
+// or another contiguous tensor of its shape), mean and rstd (N, G) float32 the statistics.
 struct GroupNormRequest {
   Tensor* y;
   const std::optional<Tensor>* weight;
