@@ -63,5 +63,8 @@ def worker(rank, world, backend, port, result_path):
         losses, params = train(ddp, device, rank, world)
         if rank == 0:
             torch.save({"losses": losses, "params": params}, result_path)
+        # both ranks done before either tears its gloo pairs down: a rank that destroyed its group while
+        # the other was still saving died once in CI with "terminate called without an active exception"
+        dist.barrier()
     finally:
         dist.destroy_process_group()
