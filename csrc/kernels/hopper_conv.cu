@@ -209,7 +209,7 @@ __device__ __forceinline__ TileCoords decode_tile(int tile, const HopperParams& 
   const int phase = rest % p.phases, rest2 = rest / p.phases;
   return {rest2 / p.tiles_per_sample, rest2 % p.tiles_per_sample, phase, ct};
 }
-// This CTA's tiles before tile (the persistent grid's order); with p.num_tiles: all of them.
+// This CTA's tiles before tile (the persistent grid's order).
 __device__ __forceinline__ uint32_t own_tiles_before(int tile) {
   return (tile - blockIdx.x + gridDim.x - 1) / gridDim.x;
 }
@@ -1185,7 +1185,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   GemmShape shape = gemm_shape(g, mode);
   const bool round = mode == MathMode::kTf32;
   const bool split = mode == MathMode::kFp32;
-  choose_tile_width(shape, g.N, device_info(x.get_device_index()).sm_count, mode);
+  const int64_t sms = device_info(x.get_device_index()).sm_count;
+  choose_tile_width(shape, g.N, static_cast<int>(sms), mode);
   const int eb = elem_bytes(mode);
   const int64_t ch = shape.ch, Cs = shape.Cs, T = shape.taps();
   const int64_t w_rows = shape.phases * shape.rows;
@@ -1205,7 +1206,6 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   // least 8 samples (the last sample is normalized after the last MMA, by 96 threads per SM) and at
   // least 4 tiles per CTA (until then no sample is complete, nothing overlaps).
   auto aligned16 = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; };
-  const int64_t sms = device_info(x.get_device_index()).sm_count;
   const bool apply = norm != nullptr && num_groups > 0 && applies_group_norm(shape.form, eb) && shape.phases == 1 &&
                      g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
                      std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups) && aligned16(out) &&
@@ -1325,7 +1325,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     CONVT3D_CUDA_CHECK(cudaMemsetAsync(p.sample_done, 0, flags * sizeof(uint32_t), stream));
   }
 
-  const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, device_info(x.get_device_index()).sm_count));
+  const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, sms));
   dispatch_math(mode, [&](auto cfg) {
     using Cfg = decltype(cfg);
     auto pick_form = [&](auto row_bytes, auto cols) {
