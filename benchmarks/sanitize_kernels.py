@@ -45,8 +45,10 @@ def run(only_problems=None, only_modes=None, skip=()) -> bool:
          3, (4, 3, 5), "channels_last"),
         # 8 samples (below) of 26^3 outputs, 552 tiles: fp32 applies the GroupNorm inside the conv kernel
         ("stride1_norm_inside", dict(), 8, 80, 3, (24, 24, 24), "contiguous"),
+        # ... and packs samples 1 .. 7 itself: two channel blocks (the second partly padding), a half position block
+        ("stride1_norm_pack_tail", dict(), 40, 80, 3, (25, 24, 24), "contiguous"),
     ]
-    batch = {"stride1_norm_inside": 8}  # the others: 2 samples
+    batch = {"stride1_norm_inside": 8, "stride1_norm_pack_tail": 8}  # the others: 2 samples
     modes = [("fp32", torch.float32, True, 5e-3), ("ieee", torch.float32, False, 1e-5),
              ("bf16", torch.bfloat16, True, 3e-2), ("fp16", torch.float16, True, 5e-3)]
     for mode, dtype, tf32, tol in modes:

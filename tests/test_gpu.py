@@ -1,6 +1,10 @@
 """GPU-only checks: the headline problem in every precision mode against float64
 and against PyTorch's own error, streams, devices and the dispatch report."""
+import json
+import math
+import os
 import re
+import tempfile
 
 import pytest
 import torch
@@ -209,23 +213,44 @@ def test_tile_width_follows_the_rounds(case_name, dtype, tf32, cols):
 
 
 # stride 1, phase form, 8 samples of 26^3 outputs: 69 tiles of 256 per sample, 552 in all (4 rounds on up
-# to 138 SMs): the conv kernel applies the GroupNorm itself in fp32 (hopper_conv.cu, `apply`)
-NORM_INSIDE_CASE = Case("stride1_norm_inside", n=8, c_in=8, c_out=80, size=(24, 24, 24), bias=True, num_groups=5)
+# to 138 SMs): the conv kernel applies the GroupNorm itself in fp32 (hopper_conv.cu, `apply`), and in 3xTF32
+# packs the activations of samples 1 .. 7 itself where x's rows are aligned (`pack_inside`); the second case has two
+# channel blocks, the second partly padding, and a last position block of 64 positions; the third takes the
+# general pack (channels-last x) before the kernel
+NORM_INSIDE_CASES = [
+    Case("stride1_norm_inside", n=8, c_in=8, c_out=80, size=(24, 24, 24), bias=True, num_groups=5),
+    Case("stride1_norm_pack_tail", n=8, c_in=40, c_out=80, size=(25, 24, 24), bias=True, num_groups=5),
+    Case("stride1_norm_channels_last", n=8, c_in=8, c_out=80, size=(24, 24, 24), bias=True, num_groups=5,
+         layout="channels_last"),
+]
+
+
+def kernel_grids(prof, name):
+    """The grids of the profiled kernels whose name contains `name` (from the profiler's trace)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    return [e["args"]["grid"] for e in events if e.get("cat") == "kernel" and name in e.get("name", "")]
 
 
 @pytest.mark.skipif(not HOPPER or torch.cuda.get_device_properties(0).multi_processor_count > 138,
                     reason="the Hopper path on an sm_90 GPU of at most 138 SMs (4 rounds of tiles)")
-@pytest.mark.parametrize("case_name", ["stride1_norm_inside", "stride1_tma_store", "wide_tiles_k4s2p1"])
+@pytest.mark.parametrize("case_name", [c.name for c in NORM_INSIDE_CASES] + ["stride1_tma_store", "wide_tiles_k4s2p1"])
 @pytest.mark.parametrize("save_h", [False, True], ids=["in-place", "keep-h"])
 @pytest.mark.parametrize("dtype,tf32", MODES)
 def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
     """Stride 1, fp32, 8 samples or more and 4 tiles per CTA or more: the conv kernel normalizes its own
     tiles once their sample's statistics are complete (no finalize or apply kernel runs), in place, or into
-    a second tensor next to the kept ReLU output h (training). Elsewhere (one round of tiles, 16-bit
-    outputs, strided forms) passes after the kernel normalize. Every output against float64."""
-    inside = case_name == "stride1_norm_inside" and dtype == torch.float32
-    case = NORM_INSIDE_CASE if case_name == NORM_INSIDE_CASE.name else next(
-        c for c in MANY_TILE_CASES if c.name == case_name)
+    a second tensor next to the kept ReLU output h (training), and, in 3xTF32 where x's rows are aligned,
+    packs the activations of all samples but the first itself (the pack kernel's grid then has the
+    activation blocks of fewer than all samples). Elsewhere (one round of tiles, 16-bit outputs, strided forms) passes after
+    the kernel normalize, and the pack kernel packs every sample. Every output against float64."""
+    inside_cases = {c.name: c for c in NORM_INSIDE_CASES}
+    inside = case_name in inside_cases and dtype == torch.float32
+    case = inside_cases.get(case_name) or next(c for c in MANY_TILE_CASES if c.name == case_name)
+    pack_inside = inside and not tf32 and case.layout != "channels_last"
     x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name + str(save_h), dtype, tf32))
     kw = case.conv_kwargs()
     poison_cuda_cache()
@@ -236,6 +261,12 @@ def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
         torch.cuda.synchronize()
     passes = [e.name for e in prof.events() if "gn_apply_kernel" in e.name or "gn_finalize_kernel" in e.name]
     assert (not passes) == inside, passes
+    if dtype == torch.float32:
+        # fp32 packs 32-channel blocks (3xTF32: big and small slots) of 128 positions per pack tile
+        slots = math.ceil(case.c_in / 32) * 32 * (1 if tf32 else 2)
+        per_sample = math.ceil(math.prod(case.size) / 128) * (slots // 32)
+        (grid,) = kernel_grids(prof, "pack_kernel")
+        assert (grid[0] >= case.n * per_sample) == (not pack_inside), (grid, per_sample)
     ref, pre = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
                                num_groups=case.num_groups, eps=case.eps, return_pre=True, **kw)
     cls = precision_class(dtype, "cuda", tf32)

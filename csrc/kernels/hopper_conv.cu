@@ -31,6 +31,7 @@
 #include "common/gemm_forms.h"
 #include "common/group_norm_moments.cuh"
 #include "common/hopper.cuh"
+#include "common/pack_tile.cuh"
 #include "group_norm.h"
 #include "pack.h"
 
@@ -99,11 +100,14 @@ constexpr int kNormPieces = 8;  // per normalizer thread at once
 constexpr int kNormSlotBytes = 96 * kNormPieces * 16;
 constexpr int kMomentRun = 320;  // chunk partials per copy into a warp's third of the slots (a multiple of 32)
 static_assert(kMomentRun * 12 + 16 <= kNormSlotBytes / 3, "a run (and its alignment) fits a warp's third");
-// dynamic shared memory: the ring (+ the staging) (+ the normalizers' slots), + slack to align it to 1024 bytes
+// The helper warps' shared memory: the normalizers' slots, or (in turn) a tile of the activation pack
+// of later samples (pack_samples_tile).
+constexpr int kHelperBytes = kNormSlotBytes > PackTile<float>::kBytes ? kNormSlotBytes : PackTile<float>::kBytes;
+// dynamic shared memory: the ring (+ the staging) (+ the helpers'), + slack to align it to 1024 bytes
 constexpr int smem_bytes(GemmForm form, int elem) {
   return ring_bytes(form, elem) +
          (form == GemmForm::kWRows ? kStagingBytes : staged_stores(form, elem) ? kStoreStagingBytes : 0) +
-         (applies_group_norm(form, elem) ? kNormSlotBytes : 0) + 1024;
+         (applies_group_norm(form, elem) ? kHelperBytes : 0) + 1024;
 }
 
 struct HopperParams {
@@ -139,6 +143,17 @@ struct HopperParams {
   uint32_t* affine_ready;      // (N, co_tiles): the affine of a channel tile is in `affine`; zero at launch
   ChannelAffine* affine;       // (N, Cout): per channel, y = h * scale + shift
   double eps;
+  // With p.apply in 3xTF32, where x's rows are aligned (host: `pack_inside`): the same warps pack the
+  // activations of samples 1 .. N - 1 (the pack kernel packs sample 0 only), and the producer waits for
+  // a sample's pack tiles before its loads (pack_samples_tile)
+  int pack_inside;
+  const float* x;                 // (N, Cin, S): rows of positions, 16-byte aligned
+  int64_t x_stride_n, x_stride_c;
+  int Cin, S, Cs;                 // input channels, positions per sample, packed slots per position
+  int pack_position_blocks;       // a sample's pack tiles: channel blocks x position blocks
+  int pack_tiles_per_sample;
+  uint32_t* packed;               // (N): pack tiles written, per sample; zero at launch
+  float* xp;                      // the packed activations (the im2col map's tensor)
 };
 
 #if CONVT3D_HOPPER
@@ -208,10 +223,6 @@ __device__ __forceinline__ TileCoords decode_tile(int tile, const HopperParams& 
   const int ct = tile % p.co_tiles, rest = tile / p.co_tiles;
   const int phase = rest % p.phases, rest2 = rest / p.phases;
   return {rest2 / p.tiles_per_sample, rest2 % p.tiles_per_sample, phase, ct};
-}
-// This CTA's tiles before tile (the persistent grid's order).
-__device__ __forceinline__ uint32_t own_tiles_before(int tile) {
-  return (tile - blockIdx.x + gridDim.x - 1) / gridDim.x;
 }
 // The tile's chunk of its (sample, group) statistics, in a fixed order.
 __device__ __forceinline__ int chunk_index(const TileCoords& tc, const HopperParams& p) {
@@ -640,6 +651,56 @@ __device__ __forceinline__ void finish_wrows_tile(const HopperParams& p, const T
 // Warps 1-3 of the producer warpgroup (idle otherwise).
 __device__ __forceinline__ void normalizer_barrier() { asm volatile("barrier.sync 2, 96;\n" ::: "memory"); }
 
+constexpr int kPackBatch = 4;  // pack tiles per decision of the helper warps (normalize_own_tiles)
+
+// p.pack_inside (3xTF32): pack tile j of samples 1 .. N - 1, the pack kernel's work for them done by
+// warps 1-3 (nt: their thread 0 .. 95) while the consumers compute earlier samples: 32 channels x 128
+// positions of one sample copied from x's rows into the tile (cp.async; zeros past Cin and S), then per
+// position the 32 channels in 16-byte pieces, split into 3xTF32's big and small parts, into xp (x is
+// read once: evict-first in L2; xp is read next, by the TMA). 96 threads over 32 chunks of a row
+// and 8 pieces of a position: each thread keeps its chunk and its piece through the tile, so the loops
+// step pointers instead of decoding every 16 bytes (a tile decoded per piece took ~4x the instructions:
+// NOTES v28). Returns the tile's sample. (Tiles go sample by sample: j = (sample - 1, channel block,
+// position block).)
+__device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, float* tile, int nt) {
+  using Tile = PackTile<float>;
+  constexpr int kVec = Tile::kVec, kP = Tile::kPositions, kPieces = kPackSlots / kVec;
+  static_assert(96 % Tile::kChunks == 0 && 96 % kPieces == 0, "a thread's chunk and piece stay fixed");
+  const int n = 1 + j / p.pack_tiles_per_sample, rest = j - (n - 1) * p.pack_tiles_per_sample;
+  const int cb = rest / p.pack_position_blocks, s0 = (rest - cb * p.pack_position_blocks) * kP;
+  // loads: rows q = nt / 32, + 3, ..., chunk nt % 32 of each
+  constexpr int kRowStep = 96 / Tile::kChunks;
+  const int chunk = nt % Tile::kChunks, pos = chunk * kVec;
+  const bool pos_real = s0 + pos < p.S;
+  const uint64_t read_once = l2_evict_first_policy();
+  const float* src = p.x + n * p.x_stride_n + (int64_t(cb) * kPackSlots + nt / Tile::kChunks) * p.x_stride_c + s0 + pos;
+  for (int q = nt / Tile::kChunks; q < kPackSlots; q += kRowStep, src += kRowStep * p.x_stride_c) {
+    const bool real = pos_real && cb * kPackSlots + q < p.Cin;
+    cp_async_16(smem_u32(tile + Tile::index(q, pos)), real ? src : p.x, real, read_once);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  normalizer_barrier();
+  // stores: piece nt % 8 (channels q0 .. q0 + 3) of positions nt / 8, + 12, ...
+  const int q0 = nt % kPieces * kVec;
+  const float* column = tile + q0 * kP;                     // + k * kP: channel q0 + k
+  const int swizzle = (q0 / kVec) & 7;                      // Tile::index's, the same for the 4 channels
+  constexpr int kStep = 96 / kPieces;
+  const int last = min(kP, p.S - s0);
+  float* dst = p.xp + (int64_t(n) * p.S + s0 + nt / kPieces) * p.Cs + cb * 2 * kPackSlots + q0;
+  for (int at = nt / kPieces; at < last; at += kStep, dst += kStep * int64_t(p.Cs)) {
+    const int col = ((at / kVec) ^ swizzle) * kVec + at % kVec;
+    uint32_t big[kVec], small[kVec];
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) tf32_split(__float_as_uint(column[k * kP + col]), big[k], small[k]);
+    *reinterpret_cast<uint4*>(dst) = make_uint4(big[0], big[1], big[2], big[3]);
+    *reinterpret_cast<uint4*>(dst + kPackSlots) = make_uint4(small[0], small[1], small[2], small[3]);
+  }
+  hopper::fence_proxy_async_global();  // other CTAs' TMA loads read these writes
+  normalizer_barrier();                // (the tile is rewritten next; the writes precede thread 32's release)
+  return n;
+}
+
 // Stride 1, phase form (p.apply): warps 1-3 normalize this CTA's own tiles, each once its sample's
 // statistics are complete, while the consumers compute later tiles, so the normalize pass's memory
 // traffic overlaps the MMAs instead of following the kernel. The consumers publish the count of
@@ -652,15 +713,15 @@ __device__ __forceinline__ void normalizer_barrier() { asm volatile("barrier.syn
 // waits end only if every CTA is resident: the launch is cooperative. The moments and the affine
 // come from the functions the finalize and apply kernels use: the values equal those of the
 // separate passes bit for bit.
-template <typename T, int kCols>  // T: float (applies_group_norm)
-__device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, const uint32_t* tiles_finished,
+template <typename T, int kCols, bool kSplit>  // T: float (applies_group_norm); kSplit: 3xTF32 operands
+__device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, uint32_t* tiles_finished,
                                                     GroupMoments* moments, ChannelAffine* affine, int* decision,
                                                     uint8_t* slots) {
   const int nt = threadIdx.x - 32, warp = nt / 32, lane = nt & 31;
   const int chunks = p.tiles_per_sample * p.co_tiles;  // the tiles of a sample (one phase)
   uint32_t published = 0;                              // (thread 32)
   auto publish = [&] {
-    for (const uint32_t finished = hopper::ld_acquire_cta(tiles_finished); published < finished; ++published)
+    for (const uint32_t finished = hopper::atom_acquire_cta_load(tiles_finished); published < finished; ++published)
       hopper::red_release_gpu_add(&p.sample_done[decode_tile(blockIdx.x + published * gridDim.x, p).n], 1);
   };
   // The (sample, channel tile) keys of this CTA's own tiles at t = 0 are this CTA's to merge, each as
@@ -714,34 +775,64 @@ __device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, const
     // (a release: the other threads' writes too, ordered by the barrier)
     if (nt == 0) hopper::red_release_gpu_add(&p.affine_ready[oc.n * p.co_tiles + oc.ct], 1);
   };
+  // p.pack_inside (3xTF32 only): this CTA's pack tiles j = blockIdx.x + k * gridDim.x, in sample order
+  int pack_next = blockIdx.x;
+  const int pack_tiles = kSplit && p.pack_inside ? (p.N - 1) * p.pack_tiles_per_sample : 0;
+  // May this CTA pack tile j now (thread 32, which knows `published`)? Where the sample's first tile is at
+  // most two rounds past this CTA's consumers' next tile: early enough for every CTA to be done in time
+  // (a round takes a tile's MMA time), late enough that the packed sample is still in L2 when it is read.
+  // The CTA furthest behind may always pack its own next sample: no CTA waits on one that cannot go on.
+  auto may_pack = [&](int j) {
+    return j < pack_tiles &&
+           (1 + j / p.pack_tiles_per_sample) * chunks <= int(blockIdx.x + (published + 2) * gridDim.x);
+  };
+  auto pack_one = [&] {
+    const int n = pack_samples_tile(p, pack_next, reinterpret_cast<float*>(slots), nt);
+    if (nt == 0) {
+      hopper::red_release_gpu_add(&p.packed[n], 1);
+      publish();  // (between the tiles of a batch too)
+    }
+    pack_next += gridDim.x;
+  };
   int cached = -1;  // (sample, channel tile) whose affine is in shared memory
   for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
     const TileCoords tc = decode_tile(tile, p);
     const int key = tc.n * p.co_tiles + tc.ct;
     // until the tile's affine is published: thread 32 publishes finished tiles and decides, all
-    // three warps merge an owned key whose sample is complete
-    for (uint32_t polls = 0;; ++polls) {
+    // three warps merge an owned key whose sample is complete, or pack the pack tiles that it may now
+    // (up to kPackBatch per decision), before normalizing: the producers wait for a sample's pack tiles
+    // of every CTA. (The counters are polled relaxed, and acquired by a fence once they are reached:
+    // an acquiring load invalidates the SM's L1 on every poll.)
+    for (uint32_t idle = 0;;) {
       if (nt == 0) {
         publish();
-        int d = 0;
+        int d = 0, packs = 0;
         if (owned < p.num_tiles &&
-            hopper::ld_acquire_gpu(&p.sample_done[decode_tile(owned, p).n]) == uint32_t(chunks))
+            hopper::ld_relaxed_gpu(&p.sample_done[decode_tile(owned, p).n]) == uint32_t(chunks))
           d = 1;
-        else if (hopper::ld_acquire_gpu(&p.affine_ready[key]) != 0)
+        else if (hopper::ld_relaxed_gpu(&p.affine_ready[key]) != 0)
           d = 2;
-        *decision = d;
+        if (d != 0) hopper::fence_acq_rel_gpu();
+        if (d != 1)
+          while (packs < kPackBatch && may_pack(pack_next + packs * gridDim.x)) ++packs;
+        decision[0] = d;
+        decision[1] = packs;
       }
       normalizer_barrier();
-      const int d = *decision;
+      const int d = decision[0], packs = decision[1];
       normalizer_barrier();  // read before thread 32 rewrites it
-      if (d == 2) break;
       if (d == 1) {
         merge_owned(decode_tile(owned, p));
         owned = next_owned(owned + gridDim.x);
         continue;
       }
-      if (polls == (1u << 26)) __trap();  // seconds: a broken handshake becomes an error, not a hang
-      if (nt == 0) __nanosleep(500);      // all CTAs poll a few counters: keep their L2 slice free for the loads
+      if (packs > 0) {
+        for (int k = 0; k < packs; ++k) pack_one();
+        continue;
+      }
+      if (d == 2) break;
+      if (++idle == (1u << 26)) __trap();  // seconds: a broken handshake becomes an error, not a hang
+      if (nt == 0) __nanosleep(500);       // all CTAs poll a few counters: keep their L2 slice free for the loads
     }
     const int c0 = tc.ct * kTileCo, rows = min(kTileCo, p.Cout - c0);
     if (key != cached) {
@@ -802,6 +893,7 @@ __device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, const
       if (nt == 0) publish();
     }
   }
+  while (pack_next < pack_tiles) pack_one();  // (where the waits left some)
 }
 #endif  // CONVT3D_HOPPER
 
@@ -837,7 +929,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ uint32_t tiles_finished;
   __shared__ GroupMoments norm_moments[kApplyForm ? kTileCo : 1];
   __shared__ ChannelAffine norm_affine[kApplyForm ? kTileCo : 1];
-  __shared__ int norm_decision;
+  __shared__ int norm_decision[2];
 
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
@@ -875,8 +967,22 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::tma_prefetch_map(&xmap);
       int stage = 0;
       uint32_t parity = 0;
+      int packed_sample = 0;  // p.pack_inside: the last sample whose pack tiles are all written
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
+        if constexpr (kApplyForm) {
+          if (p.pack_inside && tc.n != packed_sample) {
+            // written by every CTA's helper warps (a sample's last tile also loads columns of the next
+            // sample, which it discards: they need not be written yet)
+            for (uint32_t polls = 0; hopper::ld_relaxed_gpu(&p.packed[tc.n]) < uint32_t(p.pack_tiles_per_sample);) {
+              if (++polls == (1u << 26)) __trap();
+              __nanosleep(100);
+            }
+            hopper::fence_acq_rel_gpu();
+            hopper::fence_proxy_async_global();  // the loads below (async proxy) after those writes
+            packed_sample = tc.n;
+          }
+        }
         const GridPos start(tc.t * p.tile_step, p.Ho, p.Wo);
         int r[3], off[3];  // the phase's window offsets (gemm_forms.h)
         phase_residues(tc.phase, p.conv_stride, r);
@@ -921,7 +1027,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     } else if (threadIdx.x >= 32 && p.apply) {
       if constexpr (kApplyForm)
-        normalize_own_tiles<T, kCols>(p, &tiles_finished, norm_moments, norm_affine, &norm_decision, staging_bytes);
+        normalize_own_tiles<T, kCols, Cfg::kSplit>(p, &tiles_finished, norm_moments, norm_affine, norm_decision,
+                                                   staging_bytes);
     }
   } else {
     // ---------------- consumers ----------------
@@ -1012,7 +1119,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
         if constexpr (kApplyForm) {  // the tile is finished: its outputs and partials are written
-          if (p.apply && threadIdx.x == 128) hopper::st_release_cta(&tiles_finished, own_tiles_before(tile) + 1);
+          if (p.apply && threadIdx.x == 128) hopper::red_release_cta_add(&tiles_finished, 1);
         }
       }
     }
@@ -1210,7 +1317,15 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
                      g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
                      std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups) && aligned16(out) &&
                      aligned16(*norm->y);
-  const int64_t flags = g.N * (1 + co_tiles);  // sample_done, then affine_ready
+  // ... and there, in 3xTF32 (TF32 off) where x's rows are aligned, the kernel packs samples 1 .. N - 1
+  // itself (pack_samples_tile: 32 channels x 128 positions; fp32 K-blocks are 32 channels, ch ==
+  // kPackSlots). Not with TF32: its tiles take a third of the MMA time, and the helper warps, normalizing
+  // already, then fell behind the consumers (the kernel 0.90 -> 1.08 ms on the headline, NOTES v28).
+  const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(PackTile<float>::kPositions));
+  const int64_t pack_tiles_per_sample = shape.Cp / kPackSlots * pack_position_blocks;
+  const bool pack_inside = apply && split && g.N >= 2 && activation_rows_aligned(x) && ch == kPackSlots &&
+                           g.N * pack_tiles_per_sample + sms < (int64_t(1) << 31);
+  const int64_t flags = g.N * (1 + co_tiles + (pack_inside ? 1 : 0));  // sample_done, affine_ready, packed
   const int done_slice = apply ? ws.reserve(flags * int64_t(sizeof(uint32_t))) : -1;
   const int affine_slice = apply ? ws.reserve(g.N * g.Cout * int64_t(sizeof(ChannelAffine))) : -1;
   ws.allocate(x);
@@ -1218,7 +1333,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   void* wp = ws.slice<void>(wp_slice);
   WelfordPartial* stats = num_groups > 0 ? ws.slice<WelfordPartial>(stats_slice) : nullptr;
   const int split_block = split ? static_cast<int>(ch) : 0;
-  pack_hopper_operands(x, xp, weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, split_block, stream);
+  pack_hopper_operands(x, xp, weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, split_block, stream,
+                       pack_inside ? 1 : g.N);
   // one channel tile of fewer than 128 real rows: loads bring only those (rounded to the 8-row swizzle
   // atom), the kernel zeroes the rest of each stage once. (Not the TMA's out-of-bounds fill: a box
   // three quarters outside the map made the ch32 kernel 1.5x slower, v10 in NOTES.)
@@ -1324,6 +1440,19 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     p.eps = norm->eps;
     CONVT3D_CUDA_CHECK(cudaMemsetAsync(p.sample_done, 0, flags * sizeof(uint32_t), stream));
   }
+  if (pack_inside) {
+    p.pack_inside = 1;
+    p.x = static_cast<const float*>(x.const_data_ptr());
+    p.x_stride_n = x.stride(0);
+    p.x_stride_c = x.stride(1);
+    p.Cin = static_cast<int>(g.Cin);
+    p.S = static_cast<int>(g.in_positions());
+    p.Cs = static_cast<int>(Cs);
+    p.pack_position_blocks = static_cast<int>(pack_position_blocks);
+    p.pack_tiles_per_sample = static_cast<int>(pack_tiles_per_sample);
+    p.packed = p.affine_ready + g.N * co_tiles;
+    p.xp = static_cast<float*>(xp);
+  }
 
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, sms));
   dispatch_math(mode, [&](auto cfg) {
@@ -1370,6 +1499,10 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
       }
       (void)cudaGetLastError();
       p.apply = 0;
+      if (p.pack_inside) {  // then the pack kernel packs the other samples too
+        pack_activation(x, xp, 1, shape.Cp, round, stream, split_block, 1);
+        p.pack_inside = 0;
+      }
     }
     kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, omap, p);
     CONVT3D_CHECK_LAUNCH();

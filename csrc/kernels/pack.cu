@@ -3,6 +3,7 @@
 
 #include "common/gemm_forms.h"
 #include "common/math_mode.cuh"
+#include "common/pack_tile.cuh"
 
 namespace convt3d {
 namespace {
@@ -49,24 +50,11 @@ struct ActivationShape {
   int vector_loads;   // positions contiguous and every channel row 16-byte aligned: 16-byte loads along them
 };
 
-// A tile of 32 slots x PackTile::kPositions positions (512 bytes of each slot's row) transposed through
+// A tile of 32 slots x PackTile::kPositions positions (common/pack_tile.cuh) transposed through
 // shared memory; a slot is (group, padded channel). 16-byte accesses on both sides where the layout
 // allows (NCDHW with aligned rows: always on the write side), so a block keeps 16 KB in flight
 // with 4 loads per thread. (Scalar accesses, 16 per thread, ran at 2.8 TB/s for fp32 and 1.5 for
-// bf16 on an H200: NOTES v6, v15.) The tile's 16-byte chunks are XOR-swizzled per row so the
-// write side's column reads hit 32 distinct banks.
-template <typename T>
-struct PackTile {
-  static constexpr int kVec = 16 / sizeof(T);             // elements per 16-byte access
-  static constexpr int kPositions = 512 / sizeof(T);      // 128 fp32, 256 16-bit
-  static constexpr int kChunks = kPositions / kVec;       // 32 chunks of 16 bytes per row
-  // element (slot q, position p) within the tile
-  static __device__ __forceinline__ int index(int q, int p) {
-    return q * kPositions + (((p / kVec) ^ ((q / kVec) & 7)) * kVec) + p % kVec;
-  }
-};
-constexpr int kPackSlots = 32;
-
+// bf16 on an H200: NOTES v6, v15.)
 // One block of the activation pack: tile (position block bx, slot block by) of sample n.
 template <typename T>
 __device__ __forceinline__ void pack_activation_block(const T* __restrict__ src, T* __restrict__ dst,
@@ -258,6 +246,7 @@ struct PackLaunch {
   T* xp;
   ActivationShape a;
   int a_blocks, a_grid_x, a_grid_y;  // activation blocks: (position block, slot block, sample)
+  int a_first_sample;
   const T* w;
   T* wp;
   WeightShape ws;
@@ -272,7 +261,7 @@ __global__ void __launch_bounds__(256, sizeof(T) == 4 ? 5 : 4) pack_kernel(PackL
   int b = blockIdx.x;  // the grid is under 2^31 blocks: 32-bit block arithmetic
   if (b < l.a_blocks) {
     pack_activation_block(l.x, l.xp, l.a, l.round_tf32, b % l.a_grid_x, b / l.a_grid_x % l.a_grid_y,
-                          b / (l.a_grid_x * l.a_grid_y));
+                          l.a_first_sample + b / (l.a_grid_x * l.a_grid_y));
     return;
   }
   b -= l.a_blocks;
@@ -283,6 +272,7 @@ struct ActivationJob {
   const Tensor* src = nullptr;
   void* dst = nullptr;
   ActivationShape s{};
+  int64_t first_sample = 0, samples = 0;  // the samples packed
 };
 
 struct WeightJob {
@@ -291,7 +281,8 @@ struct WeightJob {
   WeightShape s{};
 };
 
-ActivationJob activation_job(const Tensor& src, void* dst, int64_t groups, int64_t Cp, int split_block) {
+ActivationJob activation_job(const Tensor& src, void* dst, int64_t groups, int64_t Cp, int split_block,
+                             int64_t first_sample = 0) {
   ActivationShape s{};
   for (int i = 0; i < 5; ++i) s.stride[i] = src.stride(i);
   s.S = src.size(2) * src.size(3) * src.size(4);
@@ -306,9 +297,8 @@ ActivationJob activation_job(const Tensor& src, void* dst, int64_t groups, int64
   const int64_t v = 16 / src.element_size();  // PackTile<T>::kVec
   STD_TORCH_CHECK((groups * s.slots_per_group) % v == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0,
                   "convt3d: internal error: misaligned packed activations");
-  s.vector_loads = s.collapsible && s.stride[4] == 1 && s.S % v == 0 && s.stride[1] % v == 0 &&
-                   s.stride[0] % v == 0 && reinterpret_cast<uintptr_t>(src.const_data_ptr()) % 16 == 0;
-  return {&src, dst, s};
+  s.vector_loads = activation_rows_aligned(src);
+  return {&src, dst, s, first_sample, src.size(0) - first_sample};
 }
 
 WeightShape weight_shape(const Tensor& w, int64_t groups, int64_t Cp, int split_block) {
@@ -331,14 +321,15 @@ void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, c
     using T = decltype(tag);
     PackLaunch<T> l{};
     int64_t a_blocks = 0;
-    if (a != nullptr && a->src->size(0) > 0 && a->s.S > 0) {
+    if (a != nullptr && a->samples > 0 && a->s.S > 0) {
       STD_TORCH_CHECK(a->src->size(0) <= 65535, "convt3d: batch sizes above 65535 are not supported");
       l.x = static_cast<const T*>(a->src->const_data_ptr());
       l.xp = static_cast<T*>(a->dst);
       l.a = a->s;
       const int64_t grid_x = ceil_div(a->s.S, PackTile<T>::kPositions);
       const int64_t grid_y = ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots);
-      a_blocks = grid_x * grid_y * a->src->size(0);
+      a_blocks = grid_x * grid_y * a->samples;
+      l.a_first_sample = static_cast<int>(a->first_sample);
       l.a_grid_x = static_cast<int>(grid_x);  // (both below the total's 2^31 bound checked below)
       l.a_grid_y = static_cast<int>(grid_y);
     }
@@ -364,9 +355,17 @@ void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, c
 
 }  // namespace
 
+bool activation_rows_aligned(const Tensor& x) {
+  const int64_t v = 16 / x.element_size();
+  const int64_t H = x.size(3), W = x.size(4), S = x.size(2) * H * W;
+  const bool collapsible = x.stride(2) == H * x.stride(3) && x.stride(3) == W * x.stride(4);
+  return collapsible && x.stride(4) == 1 && S % v == 0 && x.stride(1) % v == 0 && x.stride(0) % v == 0 &&
+         reinterpret_cast<uintptr_t>(x.const_data_ptr()) % 16 == 0;
+}
+
 void pack_activation(const Tensor& src, void* dst, int64_t groups, int64_t Cp, bool round_tf32, cudaStream_t stream,
-                     int split_block) {
-  const ActivationJob a = activation_job(src, dst, groups, Cp, split_block);
+                     int split_block, int64_t first_sample) {
+  const ActivationJob a = activation_job(src, dst, groups, Cp, split_block, first_sample);
   launch_packs(&a, nullptr, round_tf32, stream);
 }
 
@@ -382,8 +381,9 @@ void pack_weight(const Tensor& w, void* dst, int64_t groups, int64_t Cp, WeightR
 
 void pack_hopper_operands(const Tensor& x, void* xp, const Tensor& w, void* wp, int64_t Cp, int64_t rows_per_phase,
                           IntList stride, IntList padding, GemmForm form, bool round_tf32, int split_block,
-                          cudaStream_t stream) {
-  const ActivationJob a = activation_job(x, xp, 1, Cp, split_block);
+                          cudaStream_t stream, int64_t samples) {
+  ActivationJob a = activation_job(x, xp, 1, Cp, split_block);
+  a.samples = std::min(a.samples, samples);
   WeightJob job{&w, wp, weight_shape(w, 1, Cp, split_block)};
   WeightShape& s = job.s;
   const bool w_subpixel = form == GemmForm::kWSubpixel;

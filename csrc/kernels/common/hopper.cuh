@@ -56,6 +56,10 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+// The same for global memory: ordinary writes that TMA loads read (written in the same kernel), on
+// the writing side before the release and on the loading side after the acquire.
+__device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
+
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
@@ -94,19 +98,24 @@ __device__ __forceinline__ void bulk_wait_read_all() { asm volatile("cp.async.bu
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // ---- flags between threads (release / acquire) -------------------------------------------
-__device__ __forceinline__ void st_release_cta(uint32_t* flag, uint32_t v) {
-  asm volatile("st.release.cta.shared::cta.u32 [%0], %1;\n" ::"r"(smem_u32(flag)), "r"(v) : "memory");
+// A shared-memory counter of one CTA, added to and read through atomics (compute-sanitizer's racecheck
+// does not model release / acquire on plain loads and stores, and reported this pair as a hazard).
+__device__ __forceinline__ void red_release_cta_add(uint32_t* flag, uint32_t v) {
+  asm volatile("red.release.cta.shared::cta.add.u32 [%0], %1;\n" ::"r"(smem_u32(flag)), "r"(v) : "memory");
 }
-__device__ __forceinline__ uint32_t ld_acquire_cta(const uint32_t* flag) {
+__device__ __forceinline__ uint32_t atom_acquire_cta_load(uint32_t* flag) {
   uint32_t v;
-  asm volatile("ld.acquire.cta.shared::cta.u32 %0, [%1];\n" : "=r"(v) : "r"(smem_u32(flag)) : "memory");
+  asm volatile("atom.acquire.cta.shared::cta.or.b32 %0, [%1], 0;\n" : "=r"(v) : "r"(smem_u32(flag)) : "memory");
   return v;
 }
-__device__ __forceinline__ uint32_t ld_acquire_gpu(const uint32_t* counter) {
+// Polling a counter: relaxed loads, then, once it is reached, the fence that makes the poll an acquire
+// (ld.acquire invalidates the SM's L1 on every load).
+__device__ __forceinline__ uint32_t ld_relaxed_gpu(const uint32_t* counter) {
   uint32_t v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
   return v;
 }
+__device__ __forceinline__ void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;\n" ::: "memory"); }
 // this thread's writes, and those it has seen, before the add (a counter others acquire)
 __device__ __forceinline__ void red_release_gpu_add(uint32_t* counter, uint32_t v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(counter), "r"(v) : "memory");

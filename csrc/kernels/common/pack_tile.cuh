@@ -1,0 +1,23 @@
+// The activation pack's shared-memory tile, shared by the pack kernel (pack.cu) and the Hopper
+// kernel's helper warps that pack later samples themselves (hopper_conv.cu).
+#pragma once
+
+namespace convt3d {
+
+// kPackSlots slots (channels) x kPositions positions, 512 bytes of each slot's row. The tile's 16-byte
+// chunks are XOR-swizzled per row so that reading one position's kVec consecutive slots, as the
+// write side does with a warp over 32 / kVec slot groups and kVec positions, hits 32 distinct banks.
+constexpr int kPackSlots = 32;
+template <typename T>
+struct PackTile {
+  static constexpr int kVec = 16 / sizeof(T);             // elements per 16-byte access
+  static constexpr int kPositions = 512 / sizeof(T);      // 128 fp32, 256 16-bit
+  static constexpr int kChunks = kPositions / kVec;       // 32 chunks of 16 bytes per row
+  static constexpr int kBytes = kPackSlots * kPositions * int(sizeof(T));
+  // element (slot q, position p) within the tile
+  static __device__ __forceinline__ int index(int q, int p) {
+    return q * kPositions + (((p / kVec) ^ ((q / kVec) & 7)) * kVec) + p % kVec;
+  }
+};
+
+}  // namespace convt3d
