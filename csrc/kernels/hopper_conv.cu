@@ -150,8 +150,8 @@ struct HopperParams {
   const float* x;                 // (N, Cin, S): rows of positions, 16-byte aligned
   int64_t x_stride_n, x_stride_c;
   int Cin, S, Cs;                 // input channels, positions per sample, packed slots per position
-  int pack_position_blocks;       // a sample's pack tiles: channel blocks x position blocks
-  int pack_tiles_per_sample;
+  int pack_position_blocks;       // pack tiles (128 positions) along a sample's positions
+  int pack_tiles_per_sample;      // channel blocks (32 channels) x position blocks
   uint32_t* packed;               // (N): pack tiles written, per sample; zero at launch
   float* xp;                      // the packed activations (the im2col map's tensor)
 };
