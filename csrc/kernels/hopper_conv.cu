@@ -5,7 +5,8 @@
 //                only the real rows of a single channel tile of fewer; activations: 256 im2col
 //                rows x 128 B, or 240 / 192 / 128 rows in a narrower tile) into a ring of stages
 //                (full/empty mbarriers; Ring); its warps 1-3 normalize the CTA's finished tiles
-//                where the kernel applies the GroupNorm itself (fp32 at stride 1: normalize_own_tiles);
+//                where the kernel applies the GroupNorm itself (fp32 at stride 1: normalize_own_tiles),
+//                and there in 3xTF32 also pack the activations of samples 1 .. N - 1 (pack_samples_tile);
 //   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n240, m64n192, m64n128) over their 64 tile
 //                rows, then the epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics;
 //                16-bit outputs of stride 1 through a staging buffer and TMA stores); warpgroup 2
@@ -712,7 +713,8 @@ __device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, f
 // channel tile and publishes the affine (p.affine, p.affine_ready); the others wait for that. Those
 // waits end only if every CTA is resident: the launch is cooperative. The moments and the affine
 // come from the functions the finalize and apply kernels use: the values equal those of the
-// separate passes bit for bit.
+// separate passes bit for bit. With p.pack_inside (3xTF32 only) the same warps also pack the
+// activations of samples 1 .. N - 1 (pack_samples_tile), ahead of the producer's loads of them.
 template <typename T, int kCols, bool kSplit>  // T: float (applies_group_norm); kSplit: 3xTF32 operands
 __device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, uint32_t* tiles_finished,
                                                     GroupMoments* moments, ChannelAffine* affine, int* decision,
