@@ -8,10 +8,17 @@
 namespace convt3d {
 namespace {
 
-template <typename T>
-__device__ __forceinline__ T maybe_round(T v, bool round_tf32) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (round_tf32) return __uint_as_float(tf32_round(v));
+// What a packed slot holds of its source value: the value, rounded to TF32, or 3xTF32's big part
+// (rounded) or small part (the rounded remainder).
+enum class Operand { kCopy, kRound, kBig, kSmall };
+
+template <Operand kOp, typename T>
+__device__ __forceinline__ T operand(T v) {
+  if constexpr (std::is_same_v<T, float> && kOp != Operand::kCopy) {
+    if constexpr (kOp == Operand::kRound) return __uint_as_float(tf32_round(v));
+    uint32_t big, small;
+    tf32_split(__float_as_uint(v), big, small);
+    return __uint_as_float(kOp == Operand::kBig ? big : small);
   }
   return v;
 }
@@ -30,14 +37,9 @@ __device__ __forceinline__ int64_t split_channel(int64_t c2, int split_block, in
 
 template <typename T>
 __device__ __forceinline__ T operand_value(T v, bool round_tf32, int part) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (part >= 0) {
-      uint32_t big, small;
-      tf32_split(__float_as_uint(v), big, small);
-      return __uint_as_float(part == 0 ? big : small);
-    }
-  }
-  return maybe_round(v, round_tf32);
+  if (part == 0) return operand<Operand::kBig>(v);
+  if (part == 1) return operand<Operand::kSmall>(v);
+  return round_tf32 ? operand<Operand::kRound>(v) : v;
 }
 
 struct ActivationShape {
@@ -45,58 +47,86 @@ struct ActivationShape {
   int64_t S;          // D*H*W
   int H, W, G, Cg;
   int slots_per_group;  // Cp, or 2 * Cp with split_block
-  int split_block;
+  int split_block;      // a multiple of kPackSlots (host)
   int collapsible;    // spatial dims form one stride (NCDHW, NDHWC): position p is at p * stride[4]
   int vector_loads;   // positions contiguous and every channel row 16-byte aligned: 16-byte loads along them
+};
+
+// The source channels of a tile's 32 slots (slot0 .. slot0 + 31, slot0 a multiple of 32). One split
+// part per tile (split_block is a multiple of 32), and, where the tile lies in one group (one group,
+// or slots_per_group a multiple of 32: every Hopper pack), consecutive channels from `first`, so
+// the block decodes its slots once instead of once per load (per-load divisions were most of the
+// pack's instructions, NOTES v29).
+struct TileChannels {
+  Operand op;
+  bool consecutive;
+  int first;   // consecutive: slot slot0 + q is channel first + q of group g (real below Cg)
+  int g;
+  __device__ __forceinline__ TileChannels(const ActivationShape& s, int slot0, bool round_tf32) {
+    g = s.G == 1 ? 0 : slot0 / s.slots_per_group;
+    consecutive = s.G == 1 || s.slots_per_group % kPackSlots == 0;
+    first = slot0 - g * s.slots_per_group;
+    op = round_tf32 ? Operand::kRound : Operand::kCopy;
+    if (s.split_block > 0) {
+      const int block = first / s.split_block;
+      op = block & 1 ? Operand::kSmall : Operand::kBig;
+      first = (block >> 1) * s.split_block + (first - block * s.split_block);
+    }
+  }
+  // the source channel offset (times the channel stride) of tile slot q, or -1 for a padding slot
+  __device__ __forceinline__ int64_t offset(const ActivationShape& s, int slot0, int q) const {
+    if (consecutive) return first + q < s.Cg ? int64_t(g * s.Cg + first + q) * s.stride[1] : -1;
+    const int slot = slot0 + q, sg = slot / s.slots_per_group, c = slot - sg * s.slots_per_group;  // (no split)
+    return slot < s.G * s.slots_per_group && c < s.Cg ? int64_t(sg * s.Cg + c) * s.stride[1] : -1;
+  }
 };
 
 // A tile of 32 slots x PackTile::kPositions positions (common/pack_tile.cuh) transposed through
 // shared memory; a slot is (group, padded channel). 16-byte accesses on both sides where the layout
 // allows (NCDHW with aligned rows: always on the write side), so a block keeps 16 KB in flight
 // with 4 loads per thread. (Scalar accesses, 16 per thread, ran at 2.8 TB/s for fp32 and 1.5 for
-// bf16 on an H200: NOTES v6, v15.)
+// bf16 on an H200: NOTES v6, v15.) Each thread keeps its 16-byte chunk on the read side and its
+// slots on the write side, stepping pointers between its accesses.
 // One block of the activation pack: tile (position block bx, slot block by) of sample n.
-template <typename T>
-__device__ __forceinline__ void pack_activation_block(const T* __restrict__ src, T* __restrict__ dst,
-                                                      const ActivationShape& s, int round_tf32, int64_t bx, int by,
-                                                      int64_t n) {
+template <Operand kOp, typename T>
+__device__ __forceinline__ void pack_activation_tile(const T* __restrict__ src, T* __restrict__ dst, T* tile,
+                                                     const ActivationShape& s, const TileChannels& channels, int64_t bx,
+                                                     int by, int64_t n) {
   using Tile = PackTile<T>;
   constexpr int kVec = Tile::kVec, kP = Tile::kPositions;
-  __shared__ __align__(16) T tile[kPackSlots * kP];
   const int tid = threadIdx.x;
   const int64_t s0 = bx * kP;
   const int slot0 = by * kPackSlots;
-  const int slots = s.G * s.slots_per_group;
   const T* src_n = src + n * s.stride[0];
-  // the source channel offset of tile slot q, or -1 for a padding slot; and its 3xTF32 part
-  auto channel_of = [&](int q, int& part) -> int64_t {
-    part = -1;
-    const int slot = slot0 + q;
-    if (slot >= slots) return -1;
-    const int g = slot / s.slots_per_group;
-    const int c = static_cast<int>(split_channel(slot - g * s.slots_per_group, s.split_block, part));
-    return c < s.Cg ? int64_t(g * s.Cg + c) * s.stride[1] : -1;
-  };
   if (s.vector_loads) {
-    // 32 slots x 32 chunks: a warp reads one slot's 512 contiguous bytes
-    constexpr int kLoads = kPackSlots * Tile::kChunks / 256;
+    // 32 slots x 32 chunks: a warp reads one slot's 512 contiguous bytes; this thread chunk
+    // tid % 32 of slots tid / 32, + 8, + 16, + 24
+    constexpr int kRowStep = 256 / Tile::kChunks;
+    constexpr int kLoads = kPackSlots / kRowStep;
+    const int chunk = tid % Tile::kChunks, q = tid / Tile::kChunks;
+    const int64_t pos = s0 + chunk * kVec;
+    int64_t offset[kLoads];  // of slot q + kRowStep * k's channel, or -1
+    if (channels.consecutive) {
+      const int c = channels.first + q;
+      const int64_t at = int64_t(channels.g * s.Cg + c) * s.stride[1], step = kRowStep * s.stride[1];
+#pragma unroll
+      for (int k = 0; k < kLoads; ++k) offset[k] = c + kRowStep * k < s.Cg ? at + k * step : -1;
+    } else {
+#pragma unroll
+      for (int k = 0; k < kLoads; ++k) offset[k] = channels.offset(s, slot0, q + kRowStep * k);
+    }
     uint4 v[kLoads];
-    int part[kLoads];
 #pragma unroll
     for (int k = 0; k < kLoads; ++k) {
-      const int q = (tid + 256 * k) / Tile::kChunks, chunk = (tid + 256 * k) % Tile::kChunks;
-      const int64_t c = channel_of(q, part[k]);
-      const int64_t pos = s0 + chunk * kVec;
       v[k] = make_uint4(0, 0, 0, 0);
-      if (c >= 0 && pos < s.S) v[k] = *reinterpret_cast<const uint4*>(src_n + c + pos);
+      if (offset[k] >= 0 && pos < s.S) v[k] = *reinterpret_cast<const uint4*>(src_n + offset[k] + pos);
     }
 #pragma unroll
     for (int k = 0; k < kLoads; ++k) {
-      const int q = (tid + 256 * k) / Tile::kChunks, chunk = (tid + 256 * k) % Tile::kChunks;
       T* e = reinterpret_cast<T*>(&v[k]);
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) e[i] = operand_value(e[i], round_tf32, part[k]);
-      *reinterpret_cast<uint4*>(&tile[Tile::index(q, chunk * kVec)]) = v[k];
+      for (int i = 0; i < kVec; ++i) e[i] = operand<kOp>(e[i]);
+      *reinterpret_cast<uint4*>(&tile[Tile::index(q + kRowStep * k, chunk * kVec)]) = v[k];
     }
   } else {
     // any strides: one element per access, lanes along whichever source dimension is contiguous
@@ -108,8 +138,7 @@ __device__ __forceinline__ void pack_activation_block(const T* __restrict__ src,
     for (int k = 0; k < kLoads; ++k) {
       const int e = tid + 256 * k;
       const int q = channel_contiguous ? e % kPackSlots : e / kP, p = channel_contiguous ? e / kPackSlots : e % kP;
-      int part;
-      const int64_t c = channel_of(q, part);
+      const int64_t c = channels.offset(s, slot0, q);
       const int64_t pos = s0 + p;
       v[k] = from_float<T>(0.f);
       if (c >= 0 && pos < s.S) {
@@ -121,7 +150,7 @@ __device__ __forceinline__ void pack_activation_block(const T* __restrict__ src,
           const int64_t h = rem / s.W, w = rem - h * s.W;
           offset = d * s.stride[2] + h * s.stride[3] + w * s.stride[4];
         }
-        v[k] = operand_value(src_n[c + offset], round_tf32, part);
+        v[k] = operand<kOp>(src_n[c + offset]);
       }
     }
 #pragma unroll
@@ -132,19 +161,44 @@ __device__ __forceinline__ void pack_activation_block(const T* __restrict__ src,
     }
   }
   __syncthreads();
-  // kVec consecutive slots of one position per thread: 32 / kVec threads write a position's 32 slots
-  constexpr int kPerPosition = kPackSlots / kVec;
+  // kVec consecutive slots q0 .. of one position per thread, 32 / kVec threads per position: this
+  // thread slots q0 = tid % (32 / kVec) * kVec of positions tid / (32 / kVec), + 256 / (32 / kVec), ...
+  constexpr int kPerPosition = kPackSlots / kVec, kPositionStep = 256 / kPerPosition;
+  const int q0 = tid % kPerPosition * kVec;
+  const int slots = s.G * s.slots_per_group;
+  if (slot0 + q0 >= slots) return;
+  const T* column = tile + q0 * kP;  // + i * kP: slot q0 + i
+  const int swizzle = (q0 / kVec) & 7;  // Tile::index's, the same for the kVec slots
+  const int last = static_cast<int>(min(int64_t(kP), s.S - s0));
+  T* out = dst + (n * s.S + s0 + tid / kPerPosition) * slots + slot0 + q0;
 #pragma unroll
-  for (int k = 0; k < kP * kPerPosition / 256; ++k) {
-    const int p = (tid + 256 * k) / kPerPosition, q0 = (tid % kPerPosition) * kVec;
-    const int64_t pos = s0 + p;
-    if (pos >= s.S || slot0 + q0 >= slots) continue;
-    uint4 out;
-    T* e = reinterpret_cast<T*>(&out);
+  for (int k = 0; k < kP / kPositionStep; ++k, out += int64_t(kPositionStep) * slots) {
+    const int p = tid / kPerPosition + k * kPositionStep;
+    if (p >= last) break;
+    const int col = ((p / kVec) ^ swizzle) * kVec + p % kVec;
+    uint4 piece;
+    T* e = reinterpret_cast<T*>(&piece);
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) e[i] = tile[Tile::index(q0 + i, p)];
-    *reinterpret_cast<uint4*>(dst + (n * s.S + pos) * slots + slot0 + q0) = out;
+    for (int i = 0; i < kVec; ++i) e[i] = column[i * kP + col];
+    *reinterpret_cast<uint4*>(out) = piece;
   }
+}
+
+template <typename T>
+__device__ __forceinline__ void pack_activation_block(const T* __restrict__ src, T* __restrict__ dst,
+                                                      const ActivationShape& s, int round_tf32, int64_t bx, int by,
+                                                      int64_t n) {
+  __shared__ __align__(16) T tile[kPackSlots * PackTile<T>::kPositions];
+  const TileChannels channels(s, by * kPackSlots, round_tf32 != 0);
+  if constexpr (std::is_same_v<T, float>) {
+    switch (channels.op) {
+      case Operand::kRound: return pack_activation_tile<Operand::kRound>(src, dst, tile, s, channels, bx, by, n);
+      case Operand::kBig: return pack_activation_tile<Operand::kBig>(src, dst, tile, s, channels, bx, by, n);
+      case Operand::kSmall: return pack_activation_tile<Operand::kSmall>(src, dst, tile, s, channels, bx, by, n);
+      default: break;
+    }
+  }
+  pack_activation_tile<Operand::kCopy>(src, dst, tile, s, channels, bx, by, n);
 }
 
 struct WeightShape {
@@ -238,19 +292,21 @@ __device__ __forceinline__ void pack_weight_block(const T* __restrict__ src, T* 
   }
 }
 
-// The packs of one launch: an activation pack, a weight pack, or both (each a block range of a 1-D
-// grid, so the packs of a forward cost one launch and run side by side).
+// The packs of one launch: an activation pack, a weight pack, or both, so the packs of a forward cost
+// one launch and run side by side. Grid (x, y, z): z < a_samples is sample a_first_sample + z's
+// activation tile (position block x, slot block y), read from the block index (decoding a 1-D index
+// took three divisions per warp, a third of a tile's instructions: NOTES v29); past those, the
+// weight blocks in (x, y, z) order, or a grid of weight blocks alone.
 template <typename T>
 struct PackLaunch {
   const T* x;
   T* xp;
   ActivationShape a;
-  int a_blocks, a_grid_x, a_grid_y;  // activation blocks: (position block, slot block, sample)
-  int a_first_sample;
+  int a_samples, a_first_sample;
   const T* w;
   T* wp;
   WeightShape ws;
-  int w_grid_x;                      // weight blocks: ((row, tap) block, slot block)
+  int w_blocks, w_grid_x;  // weight blocks: ((row, tap) block, slot block)
   int round_tf32;
 };
 
@@ -258,14 +314,15 @@ struct PackLaunch {
 // SM as before the two packs shared a kernel (v19: 64 / 66 registers cost the headline's pack 6 us).
 template <typename T>
 __global__ void __launch_bounds__(256, sizeof(T) == 4 ? 5 : 4) pack_kernel(PackLaunch<T> l) {
-  int b = blockIdx.x;  // the grid is under 2^31 blocks: 32-bit block arithmetic
-  if (b < l.a_blocks) {
-    pack_activation_block(l.x, l.xp, l.a, l.round_tf32, b % l.a_grid_x, b / l.a_grid_x % l.a_grid_y,
-                          l.a_first_sample + b / (l.a_grid_x * l.a_grid_y));
+  const int z = static_cast<int>(blockIdx.z);
+  if (z < l.a_samples) {
+    pack_activation_block(l.x, l.xp, l.a, l.round_tf32, blockIdx.x, static_cast<int>(blockIdx.y),
+                          l.a_first_sample + z);
     return;
   }
-  b -= l.a_blocks;
-  pack_weight_block(l.w, l.wp, l.ws, l.round_tf32, b % l.w_grid_x, b / l.w_grid_x);
+  // the grid is under 2^31 blocks: 32-bit block arithmetic
+  const int b = static_cast<int>(((z - l.a_samples) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x);
+  if (b < l.w_blocks) pack_weight_block(l.w, l.wp, l.ws, l.round_tf32, b % l.w_grid_x, b / l.w_grid_x);
 }
 
 struct ActivationJob {
@@ -290,6 +347,8 @@ ActivationJob activation_job(const Tensor& src, void* dst, int64_t groups, int64
   s.W = static_cast<int>(src.size(4));
   s.G = static_cast<int>(groups);
   s.Cg = static_cast<int>(src.size(1) / groups);
+  STD_TORCH_CHECK(split_block % kPackSlots == 0, "convt3d: internal error: 3xTF32 split blocks of ", split_block,
+                  " channels");
   s.split_block = split_block;
   s.slots_per_group = static_cast<int>(split_block > 0 ? 2 * Cp : Cp);
   s.collapsible = s.stride[2] == src.size(3) * s.stride[3] && s.stride[3] == src.size(4) * s.stride[4];
@@ -314,25 +373,14 @@ WeightShape weight_shape(const Tensor& w, int64_t groups, int64_t Cp, int split_
   return s;
 }
 
-// Launches the given packs (either may be null) as one grid.
+// Launches the given packs (either may be null) as one grid, or as two where the weight blocks would
+// take more than the grid's 65535 z planes past the activations'.
 void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, cudaStream_t stream) {
   const ScalarType dtype = a != nullptr ? a->src->scalar_type() : w->src->scalar_type();
+  bool separately = false;
   dispatch_float_type(dtype, [&](auto tag) {
     using T = decltype(tag);
     PackLaunch<T> l{};
-    int64_t a_blocks = 0;
-    if (a != nullptr && a->samples > 0 && a->s.S > 0) {
-      STD_TORCH_CHECK(a->src->size(0) <= 65535, "convt3d: batch sizes above 65535 are not supported");
-      l.x = static_cast<const T*>(a->src->const_data_ptr());
-      l.xp = static_cast<T*>(a->dst);
-      l.a = a->s;
-      const int64_t grid_x = ceil_div(a->s.S, PackTile<T>::kPositions);
-      const int64_t grid_y = ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots);
-      a_blocks = grid_x * grid_y * a->samples;
-      l.a_first_sample = static_cast<int>(a->first_sample);
-      l.a_grid_x = static_cast<int>(grid_x);  // (both below the total's 2^31 bound checked below)
-      l.a_grid_y = static_cast<int>(grid_y);
-    }
     int64_t w_blocks = 0;
     const int64_t row_taps = w != nullptr ? w->s.G * w->s.rows * w->s.taps : 0;
     if (row_taps > 0 && w->s.slots > 0) {
@@ -341,16 +389,37 @@ void launch_packs(const ActivationJob* a, const WeightJob* w, bool round_tf32, c
       l.ws = w->s;
       const int64_t w_grid_x = ceil_div(row_taps, kWeightTile);
       w_blocks = w_grid_x * ceil_div(w->s.slots, kWeightTile);
-      l.w_grid_x = static_cast<int>(w_grid_x);
+      l.w_grid_x = static_cast<int>(w_grid_x);  // (below the total's 2^31 bound checked below)
     }
+    int64_t grid[3] = {w_blocks, 1, 1};
+    if (a != nullptr && a->samples > 0 && a->s.S > 0) {
+      STD_TORCH_CHECK(a->src->size(0) <= 65535, "convt3d: batch sizes above 65535 are not supported");
+      l.x = static_cast<const T*>(a->src->const_data_ptr());
+      l.xp = static_cast<T*>(a->dst);
+      l.a = a->s;
+      l.a_samples = static_cast<int>(a->samples);
+      l.a_first_sample = static_cast<int>(a->first_sample);
+      grid[0] = ceil_div(a->s.S, PackTile<T>::kPositions);
+      grid[1] = ceil_div(int64_t(a->s.G) * a->s.slots_per_group, kPackSlots);
+      STD_TORCH_CHECK(grid[1] <= 65535, "convt3d: more than 2^21 channels are not supported");
+      grid[2] = a->samples + ceil_div(w_blocks, grid[0] * grid[1]);
+      if (grid[2] > 65535) {
+        separately = true;
+        return;
+      }
+    }
+    if (grid[0] * grid[1] * grid[2] == 0) return;
+    STD_TORCH_CHECK(grid[0] * grid[1] * grid[2] < (int64_t(1) << 31), "convt3d: the operands are too large to pack");
+    l.w_blocks = static_cast<int>(w_blocks);
     l.round_tf32 = round_tf32 ? 1 : 0;
-    const int64_t blocks = a_blocks + w_blocks;
-    if (blocks == 0) return;
-    STD_TORCH_CHECK(blocks < (int64_t(1) << 31), "convt3d: the operands are too large to pack");
-    l.a_blocks = static_cast<int>(a_blocks);
-    pack_kernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(l);
+    const dim3 blocks(static_cast<unsigned>(grid[0]), static_cast<unsigned>(grid[1]), static_cast<unsigned>(grid[2]));
+    pack_kernel<T><<<blocks, 256, 0, stream>>>(l);
   });
   CONVT3D_CHECK_LAUNCH();
+  if (separately) {
+    launch_packs(a, nullptr, round_tf32, stream);
+    launch_packs(nullptr, w, round_tf32, stream);
+  }
 }
 
 }  // namespace
