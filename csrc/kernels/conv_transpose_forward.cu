@@ -59,17 +59,19 @@ void portable_forward(const ConvTransposeGeometry& geo, const Tensor& x, const T
 
 std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeometry& geo, const Tensor& x,
                                                         const Tensor& weight, const std::optional<Tensor>& bias,
-                                                        Tensor& out, MathMode mode, cudaStream_t stream,
-                                                        Workspace& ws, int64_t stats_groups,
+                                                        const ForwardOutputs& outputs, MathMode mode,
+                                                        cudaStream_t stream, Workspace& ws, int64_t stats_groups,
                                                         const GroupNormRequest* norm) {
+  if (geo.N > 0 && !outputs.channels_last &&
+      choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
+    return hopper_conv_transpose_relu(geo, x, weight, bias, *outputs.out, outputs.allocate, mode, stream, ws,
+                                      std::max<int64_t>(stats_groups, 0), norm);
+  outputs.allocate();
   if (geo.N == 0) {
     ws.allocate(x);
     return std::nullopt;
   }
-  if (out.is_contiguous() && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
-    return hopper_conv_transpose_relu(geo, x, weight, bias, out, mode, stream, ws, std::max<int64_t>(stats_groups, 0),
-                                      norm);
-  portable_forward(geo, x, weight, bias, out, mode, stream, ws);
+  portable_forward(geo, x, weight, bias, *outputs.out, mode, stream, ws);
   return std::nullopt;
 }
 
@@ -82,10 +84,13 @@ Tensor conv_transpose3d_relu_cuda(Tensor x, Tensor weight, std::optional<Tensor>
   STD_TORCH_CHECK(x.is_cuda(), "convt3d.conv_transpose3d_relu: 'x' must be a CUDA tensor here");
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
-  Tensor out = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type(),
-                                is_channels_last_3d(x));
+  Tensor out;
+  const bool channels_last = is_channels_last_3d(x);
+  const ForwardOutputs outputs{&out, channels_last, [&] {
+    out = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type(), channels_last);
+  }};
   Workspace ws;
-  conv_transpose_relu_forward(geo, x, weight, bias, out, math_mode(x.scalar_type(), allow_tf32), stream, ws);
+  conv_transpose_relu_forward(geo, x, weight, bias, outputs, math_mode(x.scalar_type(), allow_tf32), stream, ws);
   return out;
 }
 

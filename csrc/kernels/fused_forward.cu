@@ -29,10 +29,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   cudaStream_t stream = current_stream(x);
 
-  Tensor h = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
-  Tensor y = save_for_backward ? new_tensor(h, h.sizes(), h.scalar_type()) : h;
-  Tensor mean = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
-  Tensor rstd = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
+  Tensor h, y, mean, rstd;
+  const ForwardOutputs outputs{&h, false, [&] {
+    h = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
+    y = save_for_backward ? new_tensor(h, h.sizes(), h.scalar_type()) : h;
+    mean = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
+    rstd = new_tensor(x, {geo.N, num_groups}, ScalarType::Float);
+  }};
   auto result = [&] {
     return save_for_backward ? std::make_tuple(y, h, mean, rstd)
                              : std::make_tuple(h, empty_on(x, x.scalar_type()), mean, rstd);
@@ -41,8 +44,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_forward_cuda(Tensor x, Tensor w
   const int scale_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
   const int shift_slice = ws.reserve(geo.N * geo.Cout * int64_t(sizeof(float)));
   const GroupNormRequest norm{&y, &gn_weight, &gn_bias, eps, &mean, &rstd};
-  const auto stats = conv_transpose_relu_forward(geo, x, weight, bias, h, math_mode(x.scalar_type(), allow_tf32),
-                                                 stream, ws, num_groups, &norm);
+  const auto stats = conv_transpose_relu_forward(geo, x, weight, bias, outputs,
+                                                 math_mode(x.scalar_type(), allow_tf32), stream, ws, num_groups, &norm);
   if (stats.has_value() && stats->normalized) return result();  // the conv kernel applied the GroupNorm too
   float* scale = ws.slice<float>(scale_slice);
   float* shift = ws.slice<float>(shift_slice);

@@ -1289,7 +1289,8 @@ bool hopper_supports(const ConvTransposeGeometry& g, MathMode mode, int device_i
 
 std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeometry& g, const Tensor& x,
                                                        const Tensor& weight, const std::optional<Tensor>& bias,
-                                                       Tensor& out, MathMode mode, cudaStream_t stream, Workspace& ws,
+                                                       Tensor& out, const std::function<void()>& allocate_outputs,
+                                                       MathMode mode, cudaStream_t stream, Workspace& ws,
                                                        int64_t num_groups, const GroupNormRequest* norm) {
   GemmShape shape = gemm_shape(g, mode);
   const bool round = mode == MathMode::kTf32;
@@ -1313,20 +1314,19 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   // statistics), and where it measured faster than the passes after the kernel (NOTES v27): fp32
   // outputs (16-bit tiles take half the MMA time each, and the normalizers fell behind them), at
   // least 8 samples (the last sample is normalized after the last MMA, by 96 threads per SM) and at
-  // least 4 tiles per CTA (until then no sample is complete, nothing overlaps).
-  auto aligned16 = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; };
-  const bool apply = norm != nullptr && num_groups > 0 && applies_group_norm(shape.form, eb) && shape.phases == 1 &&
-                     g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
-                     std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups) && aligned16(out) &&
-                     aligned16(*norm->y);
+  // least 4 tiles per CTA (until then no sample is complete, nothing overlaps). (And 16-byte aligned
+  // outputs, known once they are allocated, after the pack's launch: below.)
+  bool apply = norm != nullptr && num_groups > 0 && applies_group_norm(shape.form, eb) && shape.phases == 1 &&
+               g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
+               std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups);
   // ... and there, in 3xTF32 (TF32 off) where x's rows are aligned, the kernel packs samples 1 .. N - 1
   // itself (pack_samples_tile: 32 channels x 128 positions; fp32 K-blocks are 32 channels, ch ==
   // kPackSlots). Not with TF32: its tiles take a third of the MMA time, and the helper warps, normalizing
   // already, then fell behind the consumers (the kernel 0.90 -> 1.08 ms on the headline, NOTES v28).
   const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(PackTile<float>::kPositions));
   const int64_t pack_tiles_per_sample = shape.Cp / kPackSlots * pack_position_blocks;
-  const bool pack_inside = apply && split && g.N >= 2 && activation_rows_aligned(x) && ch == kPackSlots &&
-                           g.N * pack_tiles_per_sample + sms < (int64_t(1) << 31);
+  bool pack_inside = apply && split && g.N >= 2 && activation_rows_aligned(x) && ch == kPackSlots &&
+                     g.N * pack_tiles_per_sample + sms < (int64_t(1) << 31);
   const int64_t flags = g.N * (1 + co_tiles + (pack_inside ? 1 : 0));  // sample_done, affine_ready, packed
   const int done_slice = apply ? ws.reserve(flags * int64_t(sizeof(uint32_t))) : -1;
   const int affine_slice = apply ? ws.reserve(g.N * g.Cout * int64_t(sizeof(ChannelAffine))) : -1;
@@ -1337,6 +1337,16 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int split_block = split ? static_cast<int>(ch) : 0;
   pack_hopper_operands(x, xp, weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, split_block, stream,
                        pack_inside ? 1 : g.N);
+  // where the kernel will not pack samples 1 .. N - 1 after all, the pack kernel packs them
+  auto pack_later_samples = [&] { pack_activation(x, xp, 1, shape.Cp, round, stream, split_block, 1); };
+  allocate_outputs();  // while the pack runs (ForwardOutputs)
+  // PyTorch's caching allocator aligns far beyond 16 bytes; another allocator might not
+  auto aligned16 = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; };
+  if (apply && !(aligned16(out) && aligned16(*norm->y))) {
+    apply = false;
+    if (pack_inside) pack_later_samples();
+    pack_inside = false;
+  }
   // one channel tile of fewer than 128 real rows: loads bring only those (rounded to the 8-row swizzle
   // atom), the kernel zeroes the rest of each stage once. (Not the TMA's out-of-bounds fill: a box
   // three quarters outside the map made the ch32 kernel 1.5x slower, v10 in NOTES.)
@@ -1501,10 +1511,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
       }
       (void)cudaGetLastError();
       p.apply = 0;
-      if (p.pack_inside) {  // then the pack kernel packs the other samples too
-        pack_activation(x, xp, 1, shape.Cp, round, stream, split_block, 1);
-        p.pack_inside = 0;
-      }
+      if (p.pack_inside) pack_later_samples();
+      p.pack_inside = 0;
     }
     kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, omap, p);
     CONVT3D_CHECK_LAUNCH();
