@@ -347,8 +347,9 @@ ActivationJob activation_job(const Tensor& src, void* dst, int64_t groups, int64
   s.W = static_cast<int>(src.size(4));
   s.G = static_cast<int>(groups);
   s.Cg = static_cast<int>(src.size(1) / groups);
-  STD_TORCH_CHECK(split_block % kPackSlots == 0, "convt3d: internal error: 3xTF32 split blocks of ", split_block,
-                  " channels");
+  // (TileChannels: one split part per tile, and split tiles of one group)
+  STD_TORCH_CHECK(split_block % kPackSlots == 0 && (split_block == 0 || groups == 1),
+                  "convt3d: internal error: 3xTF32 split blocks of ", split_block, " channels in ", groups, " groups");
   s.split_block = split_block;
   s.slots_per_group = static_cast<int>(split_block > 0 ? 2 * Cp : Cp);
   s.collapsible = s.stride[2] == src.size(3) * s.stride[3] && s.stride[3] == src.size(4) * s.stride[4];
