@@ -41,7 +41,8 @@ def main():
             inside = sorted((e for e in events if lo <= e.time_range.start <= hi and e.name != "fwd_call"),
                             key=lambda e: e.time_range.start)
             for j, e in enumerate(inside):  # (the j-th event of every call is the same step)
-                rows.setdefault((j, e.name), []).append((e.time_range.start - lo, e.time_range.end - e.time_range.start))
+                duration = e.time_range.end - e.time_range.start
+                rows.setdefault((j, e.name), []).append((e.time_range.start - lo, duration))
             rows.setdefault((len(events), "call total"), []).append((hi - lo, 0.0))
         print(f"==== {p.name} {mode}: CPU events inside a fused_forward call (us after the call's start: "
               "median start, median duration)")

@@ -18,8 +18,8 @@ ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode,
 const char* forward_path_name(ForwardPath path);
 
 // The forward's output tensors, created by allocate() where the path first needs them: on the
-// Hopper path after the pack kernel's launch, so that the host's allocations (~4 us each on the lent
-// GPU machine's host) overlap the pack instead of delaying the first kernel (NOTES v30). allocate()
+// Hopper path after the pack kernel's launch, so that the host's allocations (3-5 us each in a profiled
+// call on the lent GPU machine's host) overlap the pack instead of delaying the first kernel (NOTES v30). allocate()
 // creates *out, (N, Cout, Do, Ho, Wo), channels-last where channels_last, else contiguous, and with
 // the fused forward the GroupNorm's outputs (GroupNormRequest's tensors).
 struct ForwardOutputs {
