@@ -684,13 +684,12 @@ __device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, f
   normalizer_barrier();
   // stores: piece nt % 8 (channels q0 .. q0 + 3) of positions nt / 8, + 12, ...
   const int q0 = nt % kPieces * kVec;
-  const float* column = tile + q0 * kP;                     // + k * kP: channel q0 + k
-  const int swizzle = (q0 / kVec) & 7;                      // Tile::index's, the same for the 4 channels
+  const float* column = tile + q0 * kP;  // + k * kP: channel q0 + k
   constexpr int kStep = 96 / kPieces;
   const int last = min(kP, p.S - s0);
   float* dst = p.xp + (int64_t(n) * p.S + s0 + nt / kPieces) * p.Cs + cb * 2 * kPackSlots + q0;
   for (int at = nt / kPieces; at < last; at += kStep, dst += kStep * int64_t(p.Cs)) {
-    const int col = ((at / kVec) ^ swizzle) * kVec + at % kVec;
+    const int col = Tile::column(q0, at);
     uint32_t big[kVec], small[kVec];
 #pragma unroll
     for (int k = 0; k < kVec; ++k) tf32_split(__float_as_uint(column[k * kP + col]), big[k], small[k]);

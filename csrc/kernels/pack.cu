@@ -168,14 +168,13 @@ __device__ __forceinline__ void pack_activation_tile(const T* __restrict__ src, 
   const int slots = s.G * s.slots_per_group;
   if (slot0 + q0 >= slots) return;
   const T* column = tile + q0 * kP;  // + i * kP: slot q0 + i
-  const int swizzle = (q0 / kVec) & 7;  // Tile::index's, the same for the kVec slots
   const int last = static_cast<int>(min(int64_t(kP), s.S - s0));
   T* out = dst + (n * s.S + s0 + tid / kPerPosition) * slots + slot0 + q0;
 #pragma unroll
   for (int k = 0; k < kP / kPositionStep; ++k, out += int64_t(kPositionStep) * slots) {
     const int p = tid / kPerPosition + k * kPositionStep;
     if (p >= last) break;
-    const int col = ((p / kVec) ^ swizzle) * kVec + p % kVec;
+    const int col = Tile::column(q0, p);
     uint4 piece;
     T* e = reinterpret_cast<T*>(&piece);
 #pragma unroll

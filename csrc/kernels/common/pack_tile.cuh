@@ -14,10 +14,12 @@ struct PackTile {
   static constexpr int kPositions = 512 / sizeof(T);      // 128 fp32, 256 16-bit
   static constexpr int kChunks = kPositions / kVec;       // 32 chunks of 16 bytes per row
   static constexpr int kBytes = kPackSlots * kPositions * int(sizeof(T));
-  // element (slot q, position p) within the tile
-  static __device__ __forceinline__ int index(int q, int p) {
-    return q * kPositions + (((p / kVec) ^ ((q / kVec) & 7)) * kVec) + p % kVec;
+  // position p's element within slot q's row (the same for the kVec slots of one 16-byte group)
+  static __device__ __forceinline__ int column(int q, int p) {
+    return ((p / kVec) ^ ((q / kVec) & 7)) * kVec + p % kVec;
   }
+  // element (slot q, position p) within the tile
+  static __device__ __forceinline__ int index(int q, int p) { return q * kPositions + column(q, p); }
 };
 
 }  // namespace convt3d
