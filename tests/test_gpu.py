@@ -213,10 +213,9 @@ def test_tile_width_follows_the_rounds(case_name, dtype, tf32, cols):
 
 
 # stride 1, phase form, 8 samples of 26^3 outputs: 69 tiles of 256 per sample, 552 in all (4 rounds on up
-# to 138 SMs): the conv kernel applies the GroupNorm itself in fp32 (hopper_conv.cu, `apply`), and in 3xTF32
-# packs the activations of samples 1 .. 7 itself where x's rows are aligned (`pack_inside`); the second case has two
-# channel blocks, the second partly padding, and a last position block of 64 positions; the third takes the
-# general pack (channels-last x) before the kernel
+# to 138 SMs): the conv kernel applies the GroupNorm itself in fp32 (hopper_conv.cu, `apply`); the second case
+# has two channel blocks, the second partly padding, and a last position block of 64 positions; the third
+# takes the general pack (channels-last x) before the kernel
 NORM_INSIDE_CASES = [
     Case("stride1_norm_inside", n=8, c_in=8, c_out=80, size=(24, 24, 24), bias=True, num_groups=5),
     Case("stride1_norm_pack_tail", n=8, c_in=40, c_out=80, size=(25, 24, 24), bias=True, num_groups=5),
@@ -235,6 +234,19 @@ def kernel_grids(prof, name):
     return [e["args"]["grid"] for e in events if e.get("cat") == "kernel" and name in e.get("name", "")]
 
 
+def hopper_pack_grid(case, dtype, tf32, samples):
+    """The pack kernel's grid for a phase-form problem (pack.cu, launch_packs), packing `samples` samples:
+    (position blocks of 512 bytes, 32-slot blocks, the samples + the planes the weight blocks take)."""
+    elem = torch.tensor([], dtype=dtype).element_size()
+    ch = 64 // elem if elem == 2 and case.c_in <= 32 else 128 // elem  # channels per K-block (GemmShape)
+    slots = math.ceil(case.c_in / ch) * ch * (1 if elem == 2 or tf32 else 2)  # 3xTF32: big and small
+    phases, taps = math.prod(case.stride), math.prod(k // s for k, s in zip(case.kernel, case.stride))
+    rows = math.ceil(case.c_out / 128) * 128
+    weight_blocks = math.ceil(phases * rows * taps / 32) * math.ceil(slots / 32)
+    gx, gy = math.ceil(math.prod(case.size) / (512 // elem)), slots // 32
+    return [gx, gy, samples + math.ceil(weight_blocks / (gx * gy))]
+
+
 @pytest.mark.skipif(not HOPPER or torch.cuda.get_device_properties(0).multi_processor_count > 138,
                     reason="the Hopper path on an sm_90 GPU of at most 138 SMs (4 rounds of tiles)")
 @pytest.mark.parametrize("case_name", [c.name for c in NORM_INSIDE_CASES] + ["stride1_tma_store", "wide_tiles_k4s2p1"])
@@ -243,14 +255,15 @@ def kernel_grids(prof, name):
 def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
     """Stride 1, fp32, 8 samples or more and 4 tiles per CTA or more: the conv kernel normalizes its own
     tiles once their sample's statistics are complete (no finalize or apply kernel runs), in place, or into
-    a second tensor next to the kept ReLU output h (training), and, in 3xTF32 where x's rows are aligned,
-    packs the activations of all samples but the first itself (the pack kernel's grid then has the
-    activation blocks of fewer than all samples). Elsewhere (one round of tiles, 16-bit outputs, strided forms) passes after
-    the kernel normalize, and the pack kernel packs every sample. Every output against float64."""
+    a second tensor next to the kept ReLU output h (training). Elsewhere (one round of tiles, 16-bit
+    outputs, strided forms) passes after the kernel normalize. The kernel's helper warps pack the
+    activations of all samples but the first themselves where x's rows are aligned, unless they normalize
+    in TF32 (every case here has the MMAs per pack tile that takes): the pack kernel's grid then covers
+    sample 0 only. Every output against float64."""
     inside_cases = {c.name: c for c in NORM_INSIDE_CASES}
     inside = case_name in inside_cases and dtype == torch.float32
     case = inside_cases.get(case_name) or next(c for c in MANY_TILE_CASES if c.name == case_name)
-    pack_inside = inside and not tf32 and case.layout != "channels_last"
+    pack_inside = case.layout != "channels_last" and not (inside and tf32)
     x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name + str(save_h), dtype, tf32))
     kw = case.conv_kwargs()
     poison_cuda_cache()
@@ -261,15 +274,8 @@ def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
         torch.cuda.synchronize()
     passes = [e.name for e in prof.events() if "gn_apply_kernel" in e.name or "gn_finalize_kernel" in e.name]
     assert (not passes) == inside, passes
-    if dtype == torch.float32:
-        # fp32 packs 32-channel blocks (3xTF32: big and small slots) of 128 positions per pack tile; the
-        # pack kernel's grid is (position blocks, slot blocks, the samples packed + the weight blocks'
-        # planes): more than n planes where it packs every sample, 1 + a few (one for the problems of
-        # NORM_INSIDE_CASES, whose weights have fewer blocks than a sample's activations) where only sample 0
-        slot_blocks = math.ceil(case.c_in / 32) * (1 if tf32 else 2)
-        (grid,) = kernel_grids(prof, "pack_kernel")
-        assert grid[:2] == [math.ceil(math.prod(case.size) / 128), slot_blocks], grid
-        assert (grid[2] > case.n) == (not pack_inside), (grid, case.n)
+    (grid,) = kernel_grids(prof, "pack_kernel")
+    assert grid == hopper_pack_grid(case, dtype, tf32, 1 if pack_inside else case.n), (grid, pack_inside)
     ref, pre = reference_chain(*(t.double() if t is not None else None for t in (x, w, b, gw, gb)),
                                num_groups=case.num_groups, eps=case.eps, return_pre=True, **kw)
     cls = precision_class(dtype, "cuda", tf32)

@@ -6,7 +6,8 @@
 //                rows x 128 B, or 240 / 192 / 128 rows in a narrower tile) into a ring of stages
 //                (full/empty mbarriers; Ring); its warps 1-3 normalize the CTA's finished tiles
 //                where the kernel applies the GroupNorm itself (fp32 at stride 1: normalize_own_tiles),
-//                and there in 3xTF32 also pack the activations of samples 1 .. N - 1 (pack_samples_tile);
+//                and (there in 3xTF32 only) pack the activations of samples 1 .. N - 1 in the phase form
+//                (pack_samples_tile);
 //   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n240, m64n192, m64n128) over their 64 tile
 //                rows, then the epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics;
 //                16-bit outputs of stride 1 through a staging buffer and TMA stores); warpgroup 2
@@ -101,14 +102,24 @@ constexpr int kNormPieces = 8;  // per normalizer thread at once
 constexpr int kNormSlotBytes = 96 * kNormPieces * 16;
 constexpr int kMomentRun = 320;  // chunk partials per copy into a warp's third of the slots (a multiple of 32)
 static_assert(kMomentRun * 12 + 16 <= kNormSlotBytes / 3, "a run (and its alignment) fits a warp's third");
+// The kernels whose helper warps can pack the activations of later samples (pack_samples_tile).
+constexpr bool packs_later_samples(GemmForm form) { return form == GemmForm::kPhases; }
+// ... where a pack tile's share of the MMAs is at least this many K-blocks (a K-block of one tile is
+// 128 x 256 x 128 bytes, ~0.55 us of an H200 SM's tensor pipe in any element type): the helpers then
+// keep ahead of the consumers, and the pack's traffic is spread over the MMAs. (A stride-1 kernel of
+// 3^3 taps has ~16, of 2^3 taps ~5.)
+constexpr int kMinKBlocksPerPackTile = 12;
 // The helper warps' shared memory: the normalizers' slots, or (in turn) a tile of the activation pack
-// of later samples (pack_samples_tile).
+// of later samples (one size for every element type).
+static_assert(PackTile<float>::kBytes == PackTile<__nv_bfloat16>::kBytes, "pack tiles of 16 KB");
 constexpr int kHelperBytes = kNormSlotBytes > PackTile<float>::kBytes ? kNormSlotBytes : PackTile<float>::kBytes;
 // dynamic shared memory: the ring (+ the staging) (+ the helpers'), + slack to align it to 1024 bytes
+// (16-bit phase form: 144 + 64 + 16 + 1 KB, with the static arrays just under the 227 KB an SM offers)
+constexpr int staging_size(GemmForm form, int elem) {
+  return form == GemmForm::kWRows ? kStagingBytes : staged_stores(form, elem) ? kStoreStagingBytes : 0;
+}
 constexpr int smem_bytes(GemmForm form, int elem) {
-  return ring_bytes(form, elem) +
-         (form == GemmForm::kWRows ? kStagingBytes : staged_stores(form, elem) ? kStoreStagingBytes : 0) +
-         (applies_group_norm(form, elem) ? kHelperBytes : 0) + 1024;
+  return ring_bytes(form, elem) + staging_size(form, elem) + (packs_later_samples(form) ? kHelperBytes : 0) + 1024;
 }
 
 struct HopperParams {
@@ -144,17 +155,17 @@ struct HopperParams {
   uint32_t* affine_ready;      // (N, co_tiles): the affine of a channel tile is in `affine`; zero at launch
   ChannelAffine* affine;       // (N, Cout): per channel, y = h * scale + shift
   double eps;
-  // With p.apply in 3xTF32, where x's rows are aligned (host: `pack_inside`): the same warps pack the
-  // activations of samples 1 .. N - 1 (the pack kernel packs sample 0 only), and the producer waits for
-  // a sample's pack tiles before its loads (pack_samples_tile)
+  // Phase form, where x's rows are aligned (host: `pack_inside`): warps 1-3 pack the activations of
+  // samples 1 .. N - 1 (the pack kernel packs sample 0 only), and the producer waits for a sample's
+  // pack tiles before its loads (pack_samples_tile)
   int pack_inside;
-  const float* x;                 // (N, Cin, S): rows of positions, 16-byte aligned
+  const void* x;                  // (N, Cin, S): rows of positions, 16-byte aligned
   int64_t x_stride_n, x_stride_c;
   int Cin, S, Cs;                 // input channels, positions per sample, packed slots per position
-  int pack_position_blocks;       // pack tiles (128 positions) along a sample's positions
+  int pack_position_blocks;       // pack tiles (PackTile<T>::kPositions each) along a sample's positions
   int pack_tiles_per_sample;      // channel blocks (32 channels) x position blocks
   uint32_t* packed;               // (N): pack tiles written, per sample; zero at launch
-  float* xp;                      // the packed activations (the im2col map's tensor)
+  void* xp;                       // the packed activations (the im2col map's tensor)
 };
 
 #if CONVT3D_HOPPER
@@ -654,18 +665,23 @@ __device__ __forceinline__ void normalizer_barrier() { asm volatile("barrier.syn
 
 constexpr int kPackBatch = 4;  // pack tiles per decision of the helper warps (normalize_own_tiles)
 
-// p.pack_inside (3xTF32): pack tile j of samples 1 .. N - 1, the pack kernel's work for them done by
-// warps 1-3 (nt: their thread 0 .. 95) while the consumers compute earlier samples: 32 channels x 128
-// positions of one sample copied from x's rows into the tile (cp.async; zeros past Cin and S), then per
-// position the 32 channels in 16-byte pieces, split into 3xTF32's big and small parts, into xp (x is
-// read once: evict-first in L2; xp is read next, by the TMA). 96 threads over 32 chunks of a row
-// and 8 pieces of a position: each thread keeps its chunk and its piece through the tile, so the loops
-// step pointers instead of decoding every 16 bytes (a tile decoded per piece took ~4x the instructions:
+// p.pack_inside: pack tile j of samples 1 .. N - 1, the pack kernel's work for them done by warps 1-3
+// (nt: their thread 0 .. 95) while the consumers compute earlier samples: 32 channels x
+// PackTile<T>::kPositions positions of one sample copied from x's rows into the tile (cp.async; zeros
+// past Cin and S), then per position the 32 channels in 16-byte pieces, converted as Cfg's operands
+// are (TF32 rounding, 3xTF32's big and small parts, or as they are), into xp (x is read once:
+// evict-first in L2; xp is read next, by the TMA). 96 threads over 32 chunks of a row and the pieces
+// of a position: each thread keeps its chunk and its piece through the tile, so the loops step
+// pointers instead of decoding every 16 bytes (a tile decoded per piece took ~4x the instructions:
 // NOTES v28). Returns the tile's sample. (Tiles go sample by sample: j = (sample - 1, channel block,
 // position block).)
-__device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, float* tile, int nt) {
-  using Tile = PackTile<float>;
+template <class Cfg>
+__device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, typename Cfg::T* tile, int nt) {
+  using T = typename Cfg::T;
+  using Tile = PackTile<T>;
   constexpr int kVec = Tile::kVec, kP = Tile::kPositions, kPieces = kPackSlots / kVec;
+  constexpr int kParts = Cfg::kSplit ? 2 : 1;  // 3xTF32: a block's big slots, then its small ones
+  constexpr Operand kOp = std::is_same_v<T, float> ? Operand::kRound : Operand::kCopy;  // (without kSplit)
   static_assert(96 % Tile::kChunks == 0 && 96 % kPieces == 0, "a thread's chunk and piece stay fixed");
   const int n = 1 + j / p.pack_tiles_per_sample, rest = j - (n - 1) * p.pack_tiles_per_sample;
   const int cb = rest / p.pack_position_blocks, s0 = (rest - cb * p.pack_position_blocks) * kP;
@@ -674,31 +690,64 @@ __device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, f
   const int chunk = nt % Tile::kChunks, pos = chunk * kVec;
   const bool pos_real = s0 + pos < p.S;
   const uint64_t read_once = l2_evict_first_policy();
-  const float* src = p.x + n * p.x_stride_n + (int64_t(cb) * kPackSlots + nt / Tile::kChunks) * p.x_stride_c + s0 + pos;
+  const T* x = static_cast<const T*>(p.x);
+  const T* src = x + n * p.x_stride_n + (int64_t(cb) * kPackSlots + nt / Tile::kChunks) * p.x_stride_c + s0 + pos;
   for (int q = nt / Tile::kChunks; q < kPackSlots; q += kRowStep, src += kRowStep * p.x_stride_c) {
     const bool real = pos_real && cb * kPackSlots + q < p.Cin;
-    cp_async_16(smem_u32(tile + Tile::index(q, pos)), real ? src : p.x, real, read_once);
+    cp_async_16(smem_u32(tile + Tile::index(q, pos)), real ? src : x, real, read_once);
   }
   cp_async_commit();
   cp_async_wait<0>();
   normalizer_barrier();
-  // stores: piece nt % 8 (channels q0 .. q0 + 3) of positions nt / 8, + 12, ...
+  // stores: piece nt % kPieces (channels q0 .. q0 + kVec - 1) of positions nt / kPieces, + 96 / kPieces, ...
   const int q0 = nt % kPieces * kVec;
-  const float* column = tile + q0 * kP;  // + k * kP: channel q0 + k
+  const T* column = tile + q0 * kP;  // + k * kP: channel q0 + k
   constexpr int kStep = 96 / kPieces;
   const int last = min(kP, p.S - s0);
-  float* dst = p.xp + (int64_t(n) * p.S + s0 + nt / kPieces) * p.Cs + cb * 2 * kPackSlots + q0;
+  T* dst = static_cast<T*>(p.xp) + (int64_t(n) * p.S + s0 + nt / kPieces) * p.Cs + cb * kParts * kPackSlots + q0;
   for (int at = nt / kPieces; at < last; at += kStep, dst += kStep * int64_t(p.Cs)) {
     const int col = Tile::column(q0, at);
-    uint32_t big[kVec], small[kVec];
+    if constexpr (Cfg::kSplit) {
+      uint32_t big[kVec], small[kVec];
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) tf32_split(__float_as_uint(column[k * kP + col]), big[k], small[k]);
-    *reinterpret_cast<uint4*>(dst) = make_uint4(big[0], big[1], big[2], big[3]);
-    *reinterpret_cast<uint4*>(dst + kPackSlots) = make_uint4(small[0], small[1], small[2], small[3]);
+      for (int k = 0; k < kVec; ++k) tf32_split(__float_as_uint(column[k * kP + col]), big[k], small[k]);
+      *reinterpret_cast<uint4*>(dst) = make_uint4(big[0], big[1], big[2], big[3]);
+      *reinterpret_cast<uint4*>(dst + kPackSlots) = make_uint4(small[0], small[1], small[2], small[3]);
+    } else {
+      uint4 piece;
+      T* e = reinterpret_cast<T*>(&piece);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) e[k] = operand<kOp>(column[k * kP + col]);
+      *reinterpret_cast<uint4*>(dst) = piece;
+    }
   }
   hopper::fence_proxy_async_global();  // other CTAs' TMA loads read these writes
   normalizer_barrier();                // (the tile is rewritten next; the writes precede thread 32's release)
   return n;
+}
+
+// p.pack_inside without p.apply (the helpers have nothing else to do): warps 1-3 pack their CTA's pack
+// tiles j = blockIdx.x, + gridDim.x, ... in sample order, each counted in its sample's p.packed once
+// written. Paced: a sample's tiles once this CTA's consumers, counted in tiles_finished, are at most a
+// sample and two rounds before the sample's first tile, so the packed sample is still in L2 when the
+// loads read it. (v28's two rounds alone left the helpers too little time where a sample spans many
+// rounds: spatial64's conv kernel 0.74 -> 0.83 ms; none at all measured the same as this: NOTES v31.)
+// The CTA furthest behind may always pack its own next sample, so no CTA waits on one that cannot go on.
+template <class Cfg>
+__device__ __forceinline__ void pack_later_samples(const HopperParams& p, uint32_t* tiles_finished, uint8_t* slots) {
+  const int nt = threadIdx.x - 32;
+  const int tiles = (p.N - 1) * p.pack_tiles_per_sample;
+  const int64_t sample_tiles = int64_t(p.tiles_per_sample) * p.phases * p.co_tiles;
+  for (int j = blockIdx.x; j < tiles; j += gridDim.x) {
+    const int64_t first = (1 + j / p.pack_tiles_per_sample) * sample_tiles;  // the sample's first tile
+    for (uint32_t polls = 0;
+         first > blockIdx.x + (int64_t(hopper::atom_acquire_cta_load(tiles_finished)) + 2) * gridDim.x + sample_tiles;) {
+      if (++polls == (1u << 26)) __trap();  // seconds: a broken handshake becomes an error, not a hang
+      __nanosleep(500);
+    }
+    const int n = pack_samples_tile<Cfg>(p, j, reinterpret_cast<typename Cfg::T*>(slots), nt);
+    if (nt == 0) hopper::red_release_gpu_add(&p.packed[n], 1);  // (after the barrier: every thread's writes)
+  }
 }
 
 // Stride 1, phase form (p.apply): warps 1-3 normalize this CTA's own tiles, each once its sample's
@@ -714,10 +763,12 @@ __device__ __forceinline__ int pack_samples_tile(const HopperParams& p, int j, f
 // come from the functions the finalize and apply kernels use: the values equal those of the
 // separate passes bit for bit. With p.pack_inside (3xTF32 only) the same warps also pack the
 // activations of samples 1 .. N - 1 (pack_samples_tile), ahead of the producer's loads of them.
-template <typename T, int kCols, bool kSplit>  // T: float (applies_group_norm); kSplit: 3xTF32 operands
+template <class Cfg, int kCols>  // Cfg::T: float (applies_group_norm)
 __device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, uint32_t* tiles_finished,
                                                     GroupMoments* moments, ChannelAffine* affine, int* decision,
                                                     uint8_t* slots) {
+  using T = typename Cfg::T;
+  constexpr bool kSplit = Cfg::kSplit;  // 3xTF32 operands
   const int nt = threadIdx.x - 32, warp = nt / 32, lane = nt & 31;
   const int chunks = p.tiles_per_sample * p.co_tiles;  // the tiles of a sample (one phase)
   uint32_t published = 0;                              // (thread 32)
@@ -788,7 +839,7 @@ __device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, uint3
            (1 + j / p.pack_tiles_per_sample) * chunks <= int(blockIdx.x + (published + 2) * gridDim.x);
   };
   auto pack_one = [&] {
-    const int n = pack_samples_tile(p, pack_next, reinterpret_cast<float*>(slots), nt);
+    const int n = pack_samples_tile<Cfg>(p, pack_next, reinterpret_cast<float*>(slots), nt);
     if (nt == 0) {
       hopper::red_release_gpu_add(&p.packed[n], 1);
       publish();  // (between the tiles of a batch too)
@@ -922,10 +973,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr bool kStaged = staged_stores(kForm, sizeof(T));
   uint8_t* staging_bytes = ring + ring_bytes(kForm, sizeof(T));
   float* staging = reinterpret_cast<float*>(staging_bytes);
+  uint8_t* helper_bytes = staging_bytes + staging_size(kForm, sizeof(T));  // (packs_later_samples)
   __shared__ int warp_valid[8];
   __shared__ float wrows_bias[kWRows ? kWRowsMaxRows : 1];  // the bias, zero past Cout
-  // GroupNorm inside the kernel (p.apply; phase form, fp32 outputs): the consumers' count of finished
-  // tiles, and the normalizers' moments, affine and decision (normalize_own_tiles)
+  // The consumers' count of finished tiles (p.apply or p.pack_inside, phase form), and the GroupNorm
+  // inside the kernel's (p.apply; fp32 outputs) moments, affine and decision (normalize_own_tiles)
   constexpr bool kApplyForm = applies_group_norm(kForm, sizeof(T));
   __shared__ uint32_t tiles_finished;
   __shared__ GroupMoments norm_moments[kApplyForm ? kTileCo : 1];
@@ -971,7 +1023,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       int packed_sample = 0;  // p.pack_inside: the last sample whose pack tiles are all written
       for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
         const TileCoords tc = decode_tile(tile, p);
-        if constexpr (kApplyForm) {
+        if constexpr (packs_later_samples(kForm)) {
           if (p.pack_inside && tc.n != packed_sample) {
             // written by every CTA's helper warps (a sample's last tile also loads columns of the next
             // sample, which it discards: they need not be written yet)
@@ -1026,10 +1078,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
-    } else if (threadIdx.x >= 32 && p.apply) {
-      if constexpr (kApplyForm)
-        normalize_own_tiles<T, kCols, Cfg::kSplit>(p, &tiles_finished, norm_moments, norm_affine, norm_decision,
-                                                   staging_bytes);
+    } else if (threadIdx.x >= 32) {
+      if constexpr (kApplyForm) {
+        if (p.apply)
+          normalize_own_tiles<Cfg, kCols>(p, &tiles_finished, norm_moments, norm_affine, norm_decision, helper_bytes);
+      }
+      if constexpr (packs_later_samples(kForm)) {
+        if (p.pack_inside && !p.apply) pack_later_samples<Cfg>(p, &tiles_finished, helper_bytes);
+      }
     }
   } else {
     // ---------------- consumers ----------------
@@ -1119,9 +1175,11 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                      real ? fmaxf(sumsq[h] - sum[h] * mean, 0.f) : 0.f};
         }
         merge_tile_statistics<kSubpixel>(p, tc, row_stats, lane);
-        if constexpr (kApplyForm) {  // the tile is finished: its outputs and partials are written
-          if (p.apply && threadIdx.x == 128) hopper::red_release_cta_add(&tiles_finished, 1);
-        }
+      }
+      if constexpr (packs_later_samples(kForm)) {
+        // the tile is finished (its outputs and partials written): for the normalizers (p.apply), or
+        // as the pace of the helpers' packing
+        if ((p.apply || p.pack_inside) && threadIdx.x == 128) hopper::red_release_cta_add(&tiles_finished, 1);
       }
     }
     if constexpr (kStaged) {
@@ -1318,16 +1376,23 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   bool apply = norm != nullptr && num_groups > 0 && applies_group_norm(shape.form, eb) && shape.phases == 1 &&
                g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
                std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups);
-  // ... and there, in 3xTF32 (TF32 off) where x's rows are aligned, the kernel packs samples 1 .. N - 1
-  // itself (pack_samples_tile: 32 channels x 128 positions; fp32 K-blocks are 32 channels, ch ==
-  // kPackSlots). Not with TF32: its tiles take a third of the MMA time, and the helper warps, normalizing
-  // already, then fell behind the consumers (the kernel 0.90 -> 1.08 ms on the headline, NOTES v28).
-  const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(PackTile<float>::kPositions));
+  // The helper warps pack samples 1 .. N - 1 themselves (pack_samples_tile: 32 channels x 512 bytes of
+  // positions per pack tile) where x's rows are aligned, in the phase form (their shared memory), with
+  // many MMAs per pack tile (kMinKBlocksPerPackTile: they keep ahead of the consumers, and what the pack
+  // costs them hides behind the MMAs), and where they have nothing else to do, or, normalizing too,
+  // in 3xTF32 (three passes per K-block). Not with TF32 while normalizing: its tiles take a third
+  // of the MMA time, and the helpers then fell behind the consumers (the kernel 0.90 -> 1.08 ms on the
+  // headline, NOTES v28).
+  const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(512 / eb));  // (PackTile<T>)
   const int64_t pack_tiles_per_sample = shape.Cp / kPackSlots * pack_position_blocks;
-  bool pack_inside = apply && split && g.N >= 2 && activation_rows_aligned(x) && ch == kPackSlots &&
-                     g.N * pack_tiles_per_sample + sms < (int64_t(1) << 31);
-  const int64_t flags = g.N * (1 + co_tiles + (pack_inside ? 1 : 0));  // sample_done, affine_ready, packed
-  const int done_slice = apply ? ws.reserve(flags * int64_t(sizeof(uint32_t))) : -1;
+  const int64_t mma_kblocks = T * (shape.Cp / ch) * (split ? 3 : 1);  // per tile, 3xTF32's passes each
+  const bool pack_inside = packs_later_samples(shape.form) && g.N >= 2 && (!apply || split) &&
+                           sample_tiles * mma_kblocks >= kMinKBlocksPerPackTile * pack_tiles_per_sample &&
+                           activation_rows_aligned(x) && g.N * pack_tiles_per_sample + sms < (int64_t(1) << 31);
+  // sample_done, affine_ready (with apply), packed (with pack_inside): zero at launch
+  const int64_t norm_flags = apply ? g.N * (1 + co_tiles) : 0;
+  const int64_t flags = norm_flags + (pack_inside ? g.N : 0);
+  const int flags_slice = flags > 0 ? ws.reserve(flags * int64_t(sizeof(uint32_t))) : -1;
   const int affine_slice = apply ? ws.reserve(g.N * g.Cout * int64_t(sizeof(ChannelAffine))) : -1;
   ws.allocate(x);
   void* xp = ws.slice<void>(xp_slice);
@@ -1336,16 +1401,11 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int split_block = split ? static_cast<int>(ch) : 0;
   pack_hopper_operands(x, xp, weight, wp, shape.Cp, shape.rows, g.stride, g.pad, shape.form, round, split_block, stream,
                        pack_inside ? 1 : g.N);
-  // where the kernel will not pack samples 1 .. N - 1 after all, the pack kernel packs them
-  auto pack_later_samples = [&] { pack_activation(x, xp, 1, shape.Cp, round, stream, split_block, 1); };
   allocate_outputs();  // while the pack runs (ForwardOutputs)
-  // PyTorch's caching allocator aligns far beyond 16 bytes; another allocator might not
+  // PyTorch's caching allocator aligns far beyond 16 bytes; another allocator might not (then the
+  // passes normalize; the helpers, free, still pack where pack_inside)
   auto aligned16 = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; };
-  if (apply && !(aligned16(out) && aligned16(*norm->y))) {
-    apply = false;
-    if (pack_inside) pack_later_samples();
-    pack_inside = false;
-  }
+  if (apply && !(aligned16(out) && aligned16(*norm->y))) apply = false;
   // one channel tile of fewer than 128 real rows: loads bring only those (rounded to the 8-row swizzle
   // atom), the kernel zeroes the rest of each stage once. (Not the TMA's out-of-bounds fill: a box
   // three quarters outside the map made the ch32 kernel 1.5x slower, v10 in NOTES.)
@@ -1438,6 +1498,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   p.out_P = static_cast<int>(g.out_positions());
   p.out_H = static_cast<int>(g.out[1]);
   p.out_W = static_cast<int>(g.out[2]);
+  uint32_t* flag_words = flags > 0 ? ws.slice<uint32_t>(flags_slice) : nullptr;
+  if (flags > 0) CONVT3D_CUDA_CHECK(cudaMemsetAsync(flag_words, 0, flags * sizeof(uint32_t), stream));
   if (apply) {
     p.apply = 1;
     p.norm_out = norm->y->mutable_data_ptr();
@@ -1445,15 +1507,14 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     p.beta = norm->bias->has_value() ? (*norm->bias)->const_data_ptr() : nullptr;
     p.mean_out = static_cast<float*>(norm->mean->mutable_data_ptr());
     p.rstd_out = static_cast<float*>(norm->rstd->mutable_data_ptr());
-    p.sample_done = ws.slice<uint32_t>(done_slice);
-    p.affine_ready = p.sample_done + g.N;
+    p.sample_done = flag_words;
+    p.affine_ready = flag_words + g.N;
     p.affine = ws.slice<ChannelAffine>(affine_slice);
     p.eps = norm->eps;
-    CONVT3D_CUDA_CHECK(cudaMemsetAsync(p.sample_done, 0, flags * sizeof(uint32_t), stream));
   }
   if (pack_inside) {
     p.pack_inside = 1;
-    p.x = static_cast<const float*>(x.const_data_ptr());
+    p.x = x.const_data_ptr();
     p.x_stride_n = x.stride(0);
     p.x_stride_c = x.stride(1);
     p.Cin = static_cast<int>(g.Cin);
@@ -1461,8 +1522,8 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     p.Cs = static_cast<int>(Cs);
     p.pack_position_blocks = static_cast<int>(pack_position_blocks);
     p.pack_tiles_per_sample = static_cast<int>(pack_tiles_per_sample);
-    p.packed = p.affine_ready + g.N * co_tiles;
-    p.xp = static_cast<float*>(xp);
+    p.packed = flag_words + norm_flags;
+    p.xp = xp;
   }
 
   const int grid = static_cast<int>(std::min<int64_t>(p.num_tiles, sms));
@@ -1490,9 +1551,10 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
     }
     const int smem = smem_bytes(shape.form, eb);
     set_dynamic_smem(kernel, smem);
-    if (p.apply) {
-      // cooperative: all CTAs resident at once (normalize_own_tiles waits on the others), or an error,
-      // where the SMs are shared (MPS, green contexts): then the separate passes normalize
+    if (p.apply || p.pack_inside) {
+      // cooperative: all CTAs resident at once (normalize_own_tiles and the producers wait on the
+      // others), or an error, where the SMs are shared (MPS, green contexts): then the separate
+      // passes normalize and the pack kernel packs the later samples
       cudaLaunchConfig_t config{};
       config.gridDim = dim3(grid);
       config.blockDim = dim3(kThreads);
@@ -1510,7 +1572,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
       }
       (void)cudaGetLastError();
       p.apply = 0;
-      if (p.pack_inside) pack_later_samples();
+      if (p.pack_inside) pack_activation(x, xp, 1, shape.Cp, round, stream, split_block, 1);
       p.pack_inside = 0;
     }
     kernel<<<grid, kThreads, smem, stream>>>(wmap, xmap, omap, p);

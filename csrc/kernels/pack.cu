@@ -8,21 +8,6 @@
 namespace convt3d {
 namespace {
 
-// What a packed slot holds of its source value: the value, rounded to TF32, or 3xTF32's big part
-// (rounded) or small part (the rounded remainder).
-enum class Operand { kCopy, kRound, kBig, kSmall };
-
-template <Operand kOp, typename T>
-__device__ __forceinline__ T operand(T v) {
-  if constexpr (std::is_same_v<T, float> && kOp != Operand::kCopy) {
-    if constexpr (kOp == Operand::kRound) return __uint_as_float(tf32_round(v));
-    uint32_t big, small;
-    tf32_split(__float_as_uint(v), big, small);
-    return __uint_as_float(kOp == Operand::kBig ? big : small);
-  }
-  return v;
-}
-
 // 3xTF32 operands (split_block > 0): every split_block channels are stored twice, first
 // rounded to TF32 (big), then the TF32-rounded remainder (small), so a padded row of Cp
 // channels becomes 2 * Cp slots. Returns the source channel of slot c2, and which part.

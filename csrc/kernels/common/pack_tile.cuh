@@ -1,8 +1,27 @@
-// The activation pack's shared-memory tile, shared by the pack kernel (pack.cu) and the Hopper
-// kernel's helper warps that pack later samples themselves (hopper_conv.cu).
+// The activation pack's shared-memory tile and its conversions, shared by the pack kernel (pack.cu)
+// and the Hopper kernel's helper warps that pack later samples themselves (hopper_conv.cu).
 #pragma once
 
+#include <type_traits>
+
+#include "common/ptx.cuh"
+
 namespace convt3d {
+
+// What a packed slot holds of its source value: the value, rounded to TF32, or 3xTF32's big part
+// (rounded) or small part (the rounded remainder).
+enum class Operand { kCopy, kRound, kBig, kSmall };
+
+template <Operand kOp, typename T>
+__device__ __forceinline__ T operand(T v) {
+  if constexpr (std::is_same_v<T, float> && kOp != Operand::kCopy) {
+    if constexpr (kOp == Operand::kRound) return __uint_as_float(tf32_round(v));
+    uint32_t big, small;
+    tf32_split(__float_as_uint(v), big, small);
+    return __uint_as_float(kOp == Operand::kBig ? big : small);
+  }
+  return v;
+}
 
 // kPackSlots slots (channels) x kPositions positions, 512 bytes of each slot's row. The tile's 16-byte
 // chunks are XOR-swizzled per row so that reading one position's kVec consecutive slots, as the
