@@ -6,8 +6,8 @@
 //                rows x 128 B, or 240 / 192 / 128 rows in a narrower tile) into a ring of stages
 //                (full/empty mbarriers; Ring); its warps 1-3 normalize the CTA's finished tiles
 //                where the kernel applies the GroupNorm itself (fp32 at stride 1: normalize_own_tiles),
-//                and (there in 3xTF32 only) pack the activations of samples 1 .. N - 1 in the phase form
-//                (pack_samples_tile);
+//                and pack the activations of samples 1 .. N - 1 in the phase form, where they do not
+//                normalize or do it in 3xTF32 (pack_samples_tile);
 //   warpgroups 1, 2: wgmma m64n256 (narrower tiles: m64n240, m64n192, m64n128) over their 64 tile
 //                rows, then the epilogue (bias, ReLU, NCDHW stores, GroupNorm partial statistics;
 //                16-bit outputs of stride 1 through a staging buffer and TMA stores); warpgroup 2
@@ -106,8 +106,7 @@ static_assert(kMomentRun * 12 + 16 <= kNormSlotBytes / 3, "a run (and its alignm
 constexpr bool packs_later_samples(GemmForm form) { return form == GemmForm::kPhases; }
 // ... where a pack tile's share of the MMAs is at least this many K-blocks (a K-block of one tile is
 // 128 x 256 x 128 bytes, ~0.55 us of an H200 SM's tensor pipe in any element type): the helpers then
-// keep ahead of the consumers, and the pack's traffic is spread over the MMAs. (A stride-1 kernel of
-// 3^3 taps has ~16, of 2^3 taps ~5.)
+// keep ahead of the consumers. (A stride-1 kernel of 3^3 taps has ~16, of 2^3 taps ~5.)
 constexpr int kMinKBlocksPerPackTile = 12;
 // The helper warps' shared memory: the normalizers' slots, or (in turn) a tile of the activation pack
 // of later samples (one size for every element type).
@@ -1378,11 +1377,11 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
                std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups);
   // The helper warps pack samples 1 .. N - 1 themselves (pack_samples_tile: 32 channels x 512 bytes of
   // positions per pack tile) where x's rows are aligned, in the phase form (their shared memory), with
-  // many MMAs per pack tile (kMinKBlocksPerPackTile: they keep ahead of the consumers, and what the pack
-  // costs them hides behind the MMAs), and where they have nothing else to do, or, normalizing too,
-  // in 3xTF32 (three passes per K-block). Not with TF32 while normalizing: its tiles take a third
-  // of the MMA time, and the helpers then fell behind the consumers (the kernel 0.90 -> 1.08 ms on the
-  // headline, NOTES v28).
+  // many MMAs per pack tile (kMinKBlocksPerPackTile: they keep ahead of the consumers), and where they
+  // have nothing else to do, or, normalizing too, in 3xTF32 (three passes per K-block). Not with TF32
+  // while normalizing: its tiles take a third of the MMA time, and the helpers then fell behind the
+  // consumers (the kernel 0.90 -> 1.08 ms on the headline, NOTES v28). (At the GPU's power cap the
+  // consumers slow down by most of what the pack kernel took: the gain is small, NOTES v31.)
   const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(512 / eb));  // (PackTile<T>)
   const int64_t pack_tiles_per_sample = shape.Cp / kPackSlots * pack_position_blocks;
   const int64_t mma_kblocks = T * (shape.Cp / ch) * (split ? 3 : 1);  // per tile, 3xTF32's passes each
