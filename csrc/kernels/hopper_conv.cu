@@ -838,7 +838,7 @@ __device__ __forceinline__ void normalize_own_tiles(const HopperParams& p, uint3
            (1 + j / p.pack_tiles_per_sample) * chunks <= int(blockIdx.x + (published + 2) * gridDim.x);
   };
   auto pack_one = [&] {
-    const int n = pack_samples_tile<Cfg>(p, pack_next, reinterpret_cast<float*>(slots), nt);
+    const int n = pack_samples_tile<Cfg>(p, pack_next, reinterpret_cast<T*>(slots), nt);
     if (nt == 0) {
       hopper::red_release_gpu_add(&p.packed[n], 1);
       publish();  // (between the tiles of a batch too)
@@ -1382,7 +1382,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   // while normalizing: its tiles take a third of the MMA time, and the helpers then fell behind the
   // consumers (the kernel 0.90 -> 1.08 ms on the headline, NOTES v28). (At the GPU's power cap the
   // consumers slow down by most of what the pack kernel took: the gain is small, NOTES v31.)
-  const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(512 / eb));  // (PackTile<T>)
+  const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(pack_tile_positions(eb)));
   const int64_t pack_tiles_per_sample = shape.Cp / kPackSlots * pack_position_blocks;
   const int64_t mma_kblocks = T * (shape.Cp / ch) * (split ? 3 : 1);  // per tile, 3xTF32's passes each
   const bool pack_inside = packs_later_samples(shape.form) && g.N >= 2 && (!apply || split) &&

@@ -27,10 +27,12 @@ __device__ __forceinline__ T operand(T v) {
 // chunks are XOR-swizzled per row so that reading one position's kVec consecutive slots, as the
 // write side does with a warp over 32 / kVec slot groups and kVec positions, hits 32 distinct banks.
 constexpr int kPackSlots = 32;
+// positions per tile for elements of elem_bytes (for host code that knows the size, not the type)
+constexpr int pack_tile_positions(int elem_bytes) { return 512 / elem_bytes; }
 template <typename T>
 struct PackTile {
   static constexpr int kVec = 16 / sizeof(T);             // elements per 16-byte access
-  static constexpr int kPositions = 512 / sizeof(T);      // 128 fp32, 256 16-bit
+  static constexpr int kPositions = pack_tile_positions(sizeof(T));  // 128 fp32, 256 16-bit
   static constexpr int kChunks = kPositions / kVec;       // 32 chunks of 16 bytes per row
   static constexpr int kBytes = kPackSlots * kPositions * int(sizeof(T));
   // position p's element within slot q's row (the same for the kVec slots of one 16-byte group)
