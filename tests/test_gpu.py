@@ -135,8 +135,9 @@ MANY_TILE_CASES = [
     # W sub-pixel form: 4 (d, h) phases x 16 * 16 * 24 columns = 96 tiles of 256 per sample
     Case("wide_tiles_k2s2", n=4, c_in=32, c_out=32, size=(16, 16, 24), kernel=(2, 2, 2), stride=(2, 2, 2),
          bias=True, num_groups=8),
-    # phase form (80 channels, past the W sub-pixel form's limit): 8 phases x 16^3 columns = 128 tiles per sample
-    Case("wide_tiles_k4s2p1", n=2, c_in=16, c_out=80, size=(16, 16, 16), kernel=(4, 4, 4), stride=(2, 2, 2),
+    # phase form (80 channels, past the W sub-pixel form's limit): 8 phases x 16^3 columns = 128 tiles per sample,
+    # 640 in all (the 4 rounds on up to 138 SMs that the helper warps' pack takes)
+    Case("wide_tiles_k4s2p1", n=5, c_in=16, c_out=80, size=(16, 16, 16), kernel=(4, 4, 4), stride=(2, 2, 2),
          padding=(1, 1, 1), num_groups=5),
     # W-rows form: 22 * 22 * 25 columns (W widened by the padding) = 48 tiles of 254 per sample
     Case("several_tiles_wrows", n=4, c_in=16, c_out=32, size=(20, 20, 24), padding=(0, 0, 1), bias=True, num_groups=8),
@@ -257,13 +258,14 @@ def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
     tiles once their sample's statistics are complete (no finalize or apply kernel runs), in place, or into
     a second tensor next to the kept ReLU output h (training). Elsewhere (one round of tiles, 16-bit
     outputs, strided forms) passes after the kernel normalize. The kernel's helper warps pack the
-    activations of all samples but the first themselves where x's rows are aligned, unless they normalize
-    in TF32 (every case here has the MMAs per pack tile that takes): the pack kernel's grid then covers
-    sample 0 only. Every output against float64."""
+    activations of all samples but the first themselves where x's rows are aligned and there are 4 rounds
+    of tiles or more (stride1_tma_store has one), unless they normalize in TF32 (every case here has the
+    MMAs per pack tile that takes): the pack kernel's grid then covers sample 0 only. Every output against
+    float64."""
     inside_cases = {c.name: c for c in NORM_INSIDE_CASES}
     inside = case_name in inside_cases and dtype == torch.float32
     case = inside_cases.get(case_name) or next(c for c in MANY_TILE_CASES if c.name == case_name)
-    pack_inside = case.layout != "channels_last" and not (inside and tf32)
+    pack_inside = case.layout != "channels_last" and case_name != "stride1_tma_store" and not (inside and tf32)
     x, w, b, gw, gb = case.make(dtype, "cuda", seed=seed_for(case.name + str(save_h), dtype, tf32))
     kw = case.conv_kwargs()
     poison_cuda_cache()
@@ -287,3 +289,28 @@ def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
         assert_close_class(h, torch.relu(pre), cls, what="h")
     else:
         assert h.numel() == 0
+
+
+@pytest.mark.skipif(not HOPPER or torch.cuda.get_device_properties(0).multi_processor_count > 138,
+                    reason="the Hopper path on an sm_90 GPU of at most 138 SMs (4 rounds of tiles)")
+@pytest.mark.parametrize("case_name", ["stride1_norm_inside", "stride1_norm_pack_tail", "stride1_tma_store",
+                                       "wide_tiles_k4s2p1"])
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_conv_relu_op_packs_later_samples_inside(case_name, dtype, tf32):
+    """The conv+ReLU op has no GroupNorm, so the helper warps are free in every mode: they pack samples
+    1 .. N - 1 wherever x's rows are aligned and there are 4 rounds of tiles or more (stride1_tma_store
+    has one round); the pack kernel then packs sample 0 only. (A channels-last x takes the portable path
+    in this op: README.) The output against float64."""
+    cases = {c.name: c for c in NORM_INSIDE_CASES + MANY_TILE_CASES}
+    case = cases[case_name]
+    pack_inside = case_name != "stride1_tma_store"
+    x, w, b, _, _ = case.make(dtype, "cuda", seed=seed_for(case.name, "conv+relu", dtype, tf32))
+    poison_cuda_cache()
+    with allow_tf32(tf32), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        out = convt3d_ops.conv_transpose3d_relu(x, w, b, **case.conv_kwargs())
+        torch.cuda.synchronize()
+    (grid,) = kernel_grids(prof, "pack_kernel")
+    assert grid == hopper_pack_grid(case, dtype, tf32, 1 if pack_inside else case.n), (grid, pack_inside)
+    ref = torch.relu(F.conv_transpose3d(x.double(), w.double(), b.double() if b is not None else None,
+                                        **case.conv_kwargs()))
+    assert_close_class(out, ref, precision_class(dtype, "cuda", tf32))

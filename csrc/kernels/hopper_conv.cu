@@ -1369,15 +1369,20 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   // in 16-byte pieces, at most 32 groups per channel tile (the normalizer warps merge each group's
   // statistics), and where it measured faster than the passes after the kernel (NOTES v27): fp32
   // outputs (16-bit tiles take half the MMA time each, and the normalizers fell behind them), at
-  // least 8 samples (the last sample is normalized after the last MMA, by 96 threads per SM) and at
-  // least 4 tiles per CTA (until then no sample is complete, nothing overlaps). (And 16-byte aligned
-  // outputs, known once they are allocated, after the pack's launch: below.)
+  // least 8 samples (the last sample is normalized after the last MMA, by 96 threads per SM) and
+  // many rounds. (And 16-byte aligned outputs, known once they are allocated, after the pack's
+  // launch: below.)
+  // Many rounds: at least 4 tiles per CTA. The helper warps' work beside the MMAs needs them: until
+  // then no sample is complete (nothing to normalize), and the first rounds' tiles of later samples
+  // wait for the helpers to pack them (96 threads per SM), which the pack kernel does faster.
+  const bool many_rounds = g.N * sample_tiles >= 4 * sms;
   bool apply = norm != nullptr && num_groups > 0 && applies_group_norm(shape.form, eb) && shape.phases == 1 &&
-               g.N >= 8 && g.N * sample_tiles >= 4 * sms && (shape.P() * eb) % 16 == 0 &&
+               g.N >= 8 && many_rounds && (shape.P() * eb) % 16 == 0 &&
                std::min<int64_t>(g.Cout, kTileCo) <= 32 * (g.Cout / num_groups);
   // The helper warps pack samples 1 .. N - 1 themselves (pack_samples_tile: 32 channels x 512 bytes of
-  // positions per pack tile) where x's rows are aligned, in the phase form (their shared memory), with
-  // many MMAs per pack tile (kMinKBlocksPerPackTile: they keep ahead of the consumers), and where they
+  // positions per pack tile) where x's rows are aligned, in the phase form (their shared memory), over
+  // many rounds (with one, spatial8's kernels took 47 us instead of 43, NOTES v32), with many MMAs per
+  // pack tile (kMinKBlocksPerPackTile: they keep ahead of the consumers), and where they
   // have nothing else to do, or, normalizing too, in 3xTF32 (three passes per K-block). Not with TF32
   // while normalizing: its tiles take a third of the MMA time, and the helpers then fell behind the
   // consumers (the kernel 0.90 -> 1.08 ms on the headline, NOTES v28). (At the GPU's power cap the
@@ -1385,7 +1390,7 @@ std::optional<ForwardStats> hopper_conv_transpose_relu(const ConvTransposeGeomet
   const int64_t pack_position_blocks = ceil_div(g.in_positions(), int64_t(pack_tile_positions(eb)));
   const int64_t pack_tiles_per_sample = shape.Cp / kPackSlots * pack_position_blocks;
   const int64_t mma_kblocks = T * (shape.Cp / ch) * (split ? 3 : 1);  // per tile, 3xTF32's passes each
-  const bool pack_inside = packs_later_samples(shape.form) && g.N >= 2 && (!apply || split) &&
+  const bool pack_inside = packs_later_samples(shape.form) && g.N >= 2 && many_rounds && (!apply || split) &&
                            sample_tiles * mma_kblocks >= kMinKBlocksPerPackTile * pack_tiles_per_sample &&
                            activation_rows_aligned(x) && g.N * pack_tiles_per_sample + sms < (int64_t(1) << 31);
   // sample_done, affine_ready (with apply), packed (with pack_inside): zero at launch
