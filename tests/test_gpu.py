@@ -299,8 +299,8 @@ def test_group_norm_inside_the_conv_kernel(case_name, save_h, dtype, tf32):
 def test_conv_relu_op_packs_later_samples_inside(case_name, dtype, tf32):
     """The conv+ReLU op has no GroupNorm, so the helper warps are free in every mode: they pack samples
     1 .. N - 1 wherever x's rows are aligned and there are 4 rounds of tiles or more (stride1_tma_store
-    has one round); the pack kernel then packs sample 0 only. (A channels-last x takes the portable path
-    in this op: README.) The output against float64."""
+    has one round); the pack kernel then packs sample 0 only. (A channels-last x is packed whole before
+    the kernel: test_conv_relu_op_channels_last_runs_the_hopper_kernel.) The output against float64."""
     cases = {c.name: c for c in NORM_INSIDE_CASES + MANY_TILE_CASES}
     case = cases[case_name]
     pack_inside = case_name != "stride1_tma_store"
@@ -311,6 +311,33 @@ def test_conv_relu_op_packs_later_samples_inside(case_name, dtype, tf32):
         torch.cuda.synchronize()
     (grid,) = kernel_grids(prof, "pack_kernel")
     assert grid == hopper_pack_grid(case, dtype, tf32, 1 if pack_inside else case.n), (grid, pack_inside)
+    ref = torch.relu(F.conv_transpose3d(x.double(), w.double(), b.double() if b is not None else None,
+                                        **case.conv_kwargs()))
+    assert_close_class(out, ref, precision_class(dtype, "cuda", tf32))
+
+
+CHANNELS_LAST_CASES = [
+    next(c for c in NORM_INSIDE_CASES if c.layout == "channels_last"),  # 80 channels: laid out by the pack
+    Case("stride1_channels_last_c12", n=3, c_in=8, c_out=12, size=(10, 11, 9), layout="channels_last"),  # by copy_
+]
+
+
+@pytest.mark.skipif(not HOPPER, reason="the Hopper path needs an sm_90 GPU")
+@pytest.mark.parametrize("case", CHANNELS_LAST_CASES, ids=[c.name for c in CHANNELS_LAST_CASES])
+@pytest.mark.parametrize("dtype,tf32", MODES)
+def test_conv_relu_op_channels_last_runs_the_hopper_kernel(case, dtype, tf32):
+    """A channels-last x: the op keeps x's memory format, so the Hopper kernel writes a contiguous output
+    and one pass lays it out channels-last (the activation pack where Cout is a multiple of 8, else
+    copy_). Which kernel ran, the output's layout, every element against float64."""
+    x, w, b, _, _ = case.make(dtype, "cuda", seed=seed_for(case.name, "conv+relu", dtype, tf32))
+    assert x.is_contiguous(memory_format=torch.channels_last_3d)
+    poison_cuda_cache()
+    with allow_tf32(tf32), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        out = convt3d_ops.conv_transpose3d_relu(x, w, b, **case.conv_kwargs())
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events()]
+    assert any("hopper_conv_kernel" in n for n in names), names
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
     ref = torch.relu(F.conv_transpose3d(x.double(), w.double(), b.double() if b is not None else None,
                                         **case.conv_kwargs()))
     assert_close_class(out, ref, precision_class(dtype, "cuda", tf32))

@@ -13,7 +13,7 @@ namespace convt3d {
 
 enum class ForwardPath { kPortable, kHopper };
 
-// The path for a contiguous NCDHW output (any other output layout takes the portable path).
+// The forward's kernel path (the Hopper kernel writes NCDHW; a channels-last output is copied from it).
 ForwardPath choose_forward_path(const ConvTransposeGeometry& geo, MathMode mode, int device_index);
 const char* forward_path_name(ForwardPath path);
 

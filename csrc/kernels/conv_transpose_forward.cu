@@ -1,6 +1,7 @@
 // The forward transposed conv + ReLU (see conv_transpose.h) and the CUDA
 // implementation of the op convt3d::conv_transpose3d_relu.
 #include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
 
 #include "conv_transpose.h"
 #include "hopper_conv.h"
@@ -62,10 +63,27 @@ std::optional<ForwardStats> conv_transpose_relu_forward(const ConvTransposeGeome
                                                         const ForwardOutputs& outputs, MathMode mode,
                                                         cudaStream_t stream, Workspace& ws, int64_t stats_groups,
                                                         const GroupNormRequest* norm) {
-  if (geo.N > 0 && !outputs.channels_last &&
-      choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper)
-    return hopper_conv_transpose_relu(geo, x, weight, bias, *outputs.out, outputs.allocate, mode, stream, ws,
-                                      std::max<int64_t>(stats_groups, 0), norm);
+  if (geo.N > 0 && choose_forward_path(geo, mode, x.get_device_index()) == ForwardPath::kHopper) {
+    if (!outputs.channels_last)
+      return hopper_conv_transpose_relu(geo, x, weight, bias, *outputs.out, outputs.allocate, mode, stream, ws,
+                                        std::max<int64_t>(stats_groups, 0), norm);
+    // The Hopper kernel writes NCDHW: for a channels-last output (the conv+ReLU op keeps x's memory
+    // format) it writes a contiguous one, and one pass lays that out channels-last (a read and a write
+    // of the output; the portable kernel took 2-4x the whole forward: NOTES v32). Channels-last is
+    // [N][positions][Cout], the activation pack's layout where Cout needs no padding (a multiple of 8);
+    // the pack moves it at ~3.7 TB/s, PyTorch's copy_ at ~1.3 (NOTES v32), which does the other Cout.
+    STD_TORCH_CHECK(stats_groups <= 0 && norm == nullptr, "convt3d: a channels-last output has no statistics");
+    Tensor dense;
+    hopper_conv_transpose_relu(geo, x, weight, bias, dense, [&] {
+      dense = new_tensor(x, {geo.N, geo.Cout, geo.out[0], geo.out[1], geo.out[2]}, x.scalar_type());
+    }, mode, stream, ws, 0, nullptr);
+    outputs.allocate();
+    if (geo.Cout == padded_channels(geo.Cout))
+      pack_activation(dense, outputs.out->mutable_data_ptr(), 1, geo.Cout, false, stream);
+    else
+      torch::stable::copy_(*outputs.out, dense);
+    return std::nullopt;
+  }
   outputs.allocate();
   if (geo.N == 0) {
     ws.allocate(x);
